@@ -1,0 +1,79 @@
+"""Every hyper-parameter of a protection run, in one documented place.
+
+Presets trade time for strength:
+- ``fast``: seconds to a few minutes on a CPU, for tests and previews.
+- ``balanced``: the CPU default, minutes for a few thousand CIFAR-size images.
+- ``paper``: the reference settings of SEP (ICLR 2023) — GPU only.
+"""
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+METHODS = ("sep-fa-vr", "sep-fa", "sep", "single-fa", "random")
+PRESETS = ("fast", "balanced", "paper")
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    method: str = "sep-fa-vr"
+    eps: float = 8.0  # l-inf budget, in 1/255 units
+    alpha: float = 1.0  # step size per outer step, in 1/255 units
+    steps: int = 10  # T: outer sign-gradient steps
+    inner_steps: int = 8  # M: variance-reduced inner steps (sep-fa-vr only)
+    checkpoints: int = 8  # K: checkpoints of the surrogate's run in the ensemble
+    # surrogate
+    arch: str = "resnet18"
+    width: int = 16  # base channel width (64 = the paper's full-width ResNet18)
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    resolution: int = 32  # R: working resolution; delta is resized to each image's size
+    # crafting
+    craft_batch: int = 256
+    shard_size: int = 512  # images per crafting shard (the unit of distributed work)
+    seed: int = 0
+    # output
+    output_format: str = "png"  # "png" (lossless) or "keep" (original format)
+    jpeg_quality: int = 95
+    strip_metadata: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not 0 < self.eps <= 64:
+            raise ValueError(f"eps must be in (0, 64] (units of 1/255), got {self.eps}")
+        if self.output_format not in ("png", "keep"):
+            raise ValueError(f"output_format must be 'png' or 'keep', got {self.output_format!r}")
+        for name in ("steps", "checkpoints", "epochs", "batch_size", "resolution", "craft_batch", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.inner_steps < 0:
+            raise ValueError("inner_steps must be >= 0")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in 1..100")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProtectConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0),
+    "balanced": dict(width=16, epochs=15, checkpoints=8, steps=10, inner_steps=8, alpha=1.5),
+    "paper": dict(
+        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000
+    ),
+}
+
+
+def preset(name: str = "balanced", **overrides: Any) -> ProtectConfig:
+    """The named preset with any field overridden (``None`` overrides are ignored)."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {**_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(ProtectConfig(), **values)
