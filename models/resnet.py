@@ -1,0 +1,60 @@
+"""CIFAR-style ResNet18: a 3x3 stem (no max-pool) and four stages of two basic blocks.
+
+This is the surrogate of the SEP paper. torchvision's ``BasicBlock`` is the ImageNet
+block unchanged; only the stem differs from ImageNet ResNet, because 32x32 inputs cannot
+afford the 7x7 stride-2 stem and max-pool.
+"""
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock
+from torchvision.ops import Conv2dNormActivation
+
+from models.base import Net, NetConfig, global_pool
+
+STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)  # at full width
+BLOCKS_PER_STAGE: tuple[int, ...] = (2, 2, 2, 2)
+
+
+@dataclass(frozen=True)
+class ResNetConfig(NetConfig):
+    arch: str = "resnet18"
+
+
+def projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+    """1x1 conv + BN where a block changes shape, ``None`` (identity) where it does not."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
+class ResNet18(Net):
+    config_class = ResNetConfig
+
+    def __init__(self, config: ResNetConfig | None = None) -> None:
+        super().__init__(config or self.config_class())
+        in_channels = self.config.scaled(STAGE_CHANNELS[0])
+        self.stem = Conv2dNormActivation(3, in_channels, kernel_size=3)
+        blocks: list[nn.Module] = []
+        for stage, (channels, num_blocks) in enumerate(zip(STAGE_CHANNELS, BLOCKS_PER_STAGE)):
+            out_channels = self.config.scaled(channels)
+            for index in range(num_blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(self.make_block(in_channels, out_channels, stride))
+                in_channels = out_channels
+        self.stages = nn.Sequential(*blocks)
+        self.pool = global_pool()
+        self.feature_dim = in_channels
+        self.classifier = nn.Linear(in_channels, self.config.num_classes)
+
+    def make_block(self, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+        """One residual block; SENet18 overrides this to add squeeze-excitation."""
+        shortcut = projection_shortcut(in_channels, out_channels, stride)
+        return BasicBlock(in_channels, out_channels, stride=stride, downsample=shortcut)
+
+    def embed(self, normalized: Tensor) -> Tensor:
+        return self.pool(self.stages(self.stem(normalized)))
