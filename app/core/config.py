@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_uncompressed_bytes: int = Field(default=8 * 1024**3, gt=0)
     max_files: int = Field(default=200_000, gt=0)
-    max_pixels: int = Field(default=100_000_000, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)
     max_ratio: float = Field(default=200.0, gt=0)
 
     shard_size: int | None = Field(default=None, gt=0)  # overrides the preset's crafting shard size

@@ -1,0 +1,232 @@
+"""Jobs: upload a dataset to protect, follow the run, download the result."""
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+
+from app import crud, storage
+from app.api.deps import CurrentOwner, SessionDep, SettingsDep
+from app.api.upload_limit import UploadLimitRoute
+from app.db_models import Job, new_job_id, utcnow
+from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
+from engine.errors import DatasetError, LimitExceeded
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=UploadLimitRoute)
+
+NOT_FOUND = "job not found"
+
+
+def job_public(job: Job) -> JobPublic:
+    """The public view of a job, with links to its result and previews."""
+    out = JobPublic.model_validate(job)
+    base = f"/api/v1/jobs/{job.id}"
+    if job.status == "succeeded":
+        out.download_url = f"{base}/download"
+    if storage.previews_index_path(job.id).is_file():
+        out.preview_url = f"{base}/previews"
+    return out
+
+
+def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
+    """The caller's job ``job_id``; 404 when unknown or someone else's."""
+    job = crud.get_owned_job(session, owner, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    return job
+
+
+def user_message(exc: Exception, stored_name: str, filename: str | None) -> str:
+    """The engine's message, naming the file as the user called it."""
+    message = str(exc)
+    if filename and "/" not in filename and "\\" not in filename:
+        message = message.replace(stored_name, filename)
+    return message
+
+
+def submit(job_id: str) -> str:
+    """Queue the job's pipeline; raises HTTPException 503 when the queue is unreachable."""
+    try:
+        from worker.pipeline import BrokerUnavailable, submit_job
+    except ImportError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is not available") from exc
+    try:
+        return submit_job(job_id)
+    except BrokerUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable: {exc}") from exc
+
+
+def ask_worker_to_cancel(job_id: str) -> None:
+    """Tell the workers to stop the job (the database flag is what they obey; this only speeds it up)."""
+    try:
+        from worker.pipeline import cancel_job
+
+        cancel_job(job_id)
+    except Exception as exc:  # the flag in the database still stops the job
+        log.warning("could not signal cancellation of job %s: %s", job_id, exc)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        400: {"model": Message, "description": "Unusable dataset"},
+        413: {"model": Message, "description": "Upload or dataset over a limit"},
+        503: {"model": Message, "description": "Job queue unreachable"},
+    },
+)
+async def create_job(
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    form: Annotated[JobCreate, Form()],
+    dataset: Annotated[UploadFile, File(description="The dataset: a .zip or .tar.gz of class folders of images.")],
+) -> JobPublic:
+    """Upload a dataset and queue a protection job."""
+    try:
+        params = form.params(settings.shard_size)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    from engine.dataset import open_dataset
+
+    job_id = new_job_id()
+    job: Job | None = None
+    try:
+        upload = storage.upload_path(job_id, dataset.filename)
+        await storage.save_upload(dataset, upload, settings.max_upload_bytes)
+        index = await run_in_threadpool(
+            open_dataset, upload, storage.job_dir(job_id), settings.limits(), form.skip_invalid
+        )
+        await run_in_threadpool(index.save, storage.index_path(job_id))
+        job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=index.summary())
+        session.add(job)
+        session.commit()
+        job.celery_task_id = await run_in_threadpool(submit, job_id)
+        session.commit()
+    except BaseException as exc:
+        session.rollback()
+        if job is not None:
+            crud.delete_job_row(session, job_id)
+        storage.remove_job_files(job_id)
+        if isinstance(exc, DatasetError):
+            message = user_message(exc, storage.upload_name(dataset.filename), dataset.filename)
+            code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, LimitExceeded) else status.HTTP_400_BAD_REQUEST
+            raise HTTPException(code, message) from exc
+        raise
+    session.refresh(job)
+    return job_public(job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+) -> JobList:
+    """List your jobs, newest first."""
+    jobs, total = crud.list_jobs(session, owner, limit, offset, status_)
+    return JobList(items=[job_public(j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", responses={404: {"model": Message}})
+def get_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> JobPublic:
+    """Get one job: status, stage, progress, ETA, metrics and links."""
+    return job_public(owned_job(session, owner, job_id))
+
+
+@router.get(
+    "/{job_id}/download",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The protected dataset"},
+        404: {"model": Message},
+        409: {"model": Message},
+    },
+)
+def download(session: SessionDep, owner: CurrentOwner, job_id: str) -> FileResponse:
+    """Download the protected dataset (a zip; HTTP Range requests are supported)."""
+    job = owned_job(session, owner, job_id)
+    if job.status != "succeeded":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job is {job.status}; the result exists once it succeeded")
+    path = storage.protected_zip_path(job.id)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the result file is missing")
+    return FileResponse(path, media_type="application/zip", filename=f"protected-{job.id}.zip")
+
+
+@router.get("/{job_id}/previews", responses={404: {"model": Message}})
+def list_previews(session: SessionDep, owner: CurrentOwner, job_id: str) -> PreviewList:
+    """List the job's before/after/perturbation thumbnails (empty until they exist)."""
+    job = owned_job(session, owner, job_id)
+    index = storage.previews_index_path(job.id)
+    items: list[dict[str, Any]] = []
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = []
+        if isinstance(data, dict):
+            data = data.get("items", data.get("previews", [data]))
+        items = [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+    folder = storage.previews_dir(job.id)
+    names = sorted(p.name for p in folder.glob("*.png") if p.is_file()) if folder.is_dir() else []
+    urls = {name: f"/api/v1/jobs/{job.id}/preview/{name}" for name in names}
+    return PreviewList(items=items, urls=urls)
+
+
+@router.get(
+    "/{job_id}/preview/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}, 400: {"model": Message}, 404: {"model": Message}},
+)
+def get_preview(session: SessionDep, owner: CurrentOwner, job_id: str, name: str) -> FileResponse:
+    """Get one preview image (PNG)."""
+    job = owned_job(session, owner, job_id)
+    try:
+        path = storage.preview_path(job.id, name)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    folder = storage.previews_dir(job.id).resolve()
+    if not path.is_file() or not path.resolve().is_relative_to(folder):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "preview not found")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.post("/{job_id}/cancel", responses={404: {"model": Message}, 409: {"model": Message}})
+def cancel(session: SessionDep, owner: CurrentOwner, job_id: str) -> JobPublic:
+    """Cancel a queued or running job and remove its partial results (the upload is kept until deletion)."""
+    job = owned_job(session, owner, job_id)
+    if job.finished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job already {job.status}")
+    job.cancel_requested = True
+    job.status = "cancelled"
+    job.eta_seconds = None
+    job.finished_at = utcnow()
+    session.commit()
+    ask_worker_to_cancel(job.id)
+    storage.remove_partial_files(job.id)
+    session.refresh(job)
+    return job_public(job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": Message}, 409: {"model": Message}},
+)
+def delete(session: SessionDep, owner: CurrentOwner, job_id: str) -> Response:
+    """Delete a finished job and all its files (cancel a queued or running job first)."""
+    job = owned_job(session, owner, job_id)
+    if not job.finished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job is {job.status}; cancel it before deleting it")
+    crud.delete_job_row(session, job.id)
+    storage.remove_job_files(job.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

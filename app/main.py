@@ -1,0 +1,69 @@
+"""The web application: REST API under /api/v1, health check, and the web page when present."""
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.api.main import api_router
+from app.api.routes import health
+from app.schemas import ValidationMessage
+
+API_PREFIX = "/api/v1"
+
+log = logging.getLogger(__name__)
+
+
+def describe_errors(errors: list[dict]) -> str:
+    """One readable line naming each bad field, e.g. ``eps: Input should be less than or equal to 32``."""
+    parts = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header", "cookie")]
+        parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 with a readable ``detail`` naming the fields, and the individual ``errors``."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    body = ValidationMessage(detail=describe_errors(errors), errors=errors)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def create_app() -> FastAPI:
+    """Build the application."""
+    app = FastAPI(
+        title="sepguard",
+        summary="Protect image datasets from unauthorised training with Self-Ensemble Protection (SEP-FA).",
+        version=_version(),
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        responses={422: {"model": ValidationMessage, "description": "Invalid request"}},
+    )
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(health.router, include_in_schema=False)
+    try:
+        from app.web.routes import router as web_router
+    except ImportError:
+        log.info("web page not available")
+    else:
+        app.include_router(web_router)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sepguard")
+    except Exception:
+        return "0.0.0"
+
+
+app = create_app()

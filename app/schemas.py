@@ -1,0 +1,124 @@
+"""Request and response bodies of the REST API."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.config import METHODS, PRESETS, ProtectConfig, preset
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobCreate(BaseModel):
+    """Form fields of ``POST /jobs``: a preset, any override of it, and what to do besides protecting."""
+
+    preset: Literal[PRESETS] = Field("balanced", description="Speed/strength preset.")  # type: ignore[valid-type]
+    method: Literal[METHODS] | None = Field(None, description="Perturbation method (default: sep-fa-vr).")  # type: ignore[valid-type]
+    eps: float = Field(8.0, gt=0, le=32, description="Perturbation budget in 1/255 units.")
+    steps: int | None = Field(None, ge=1, le=1000, description="Outer crafting steps T.")
+    checkpoints: int | None = Field(None, ge=1, le=200, description="Surrogate checkpoints K in the ensemble.")
+    inner_steps: int | None = Field(None, ge=0, le=1000, description="Variance-reduced inner steps M.")
+    epochs: int | None = Field(None, ge=1, le=1000, description="Surrogate training epochs.")
+    resolution: int | None = Field(None, ge=8, le=1024, description="Working resolution R in pixels.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Random seed.")
+    output_format: Literal["png", "keep"] | None = Field(None, description="png (lossless) or keep the original format.")
+    jpeg_quality: int | None = Field(None, ge=1, le=100, description="JPEG quality when keeping JPEG files.")
+    measure: bool = Field(False, description="Also measure the protection by training victim models.")
+    skip_invalid: bool = Field(False, description="Skip unreadable files (listed in the summary) instead of failing.")
+
+    def config(self, shard_size: int | None = None) -> ProtectConfig:
+        """The protection settings: the preset with every given field overriding it (raises ValueError)."""
+        fields = ("method", "eps", "steps", "checkpoints", "inner_steps", "epochs", "resolution", "seed")
+        overrides: dict[str, Any] = {name: getattr(self, name) for name in fields}
+        overrides |= {"output_format": self.output_format, "jpeg_quality": self.jpeg_quality, "shard_size": shard_size}
+        return preset(self.preset, **overrides)
+
+    def params(self, shard_size: int | None = None) -> dict[str, Any]:
+        """What a job records as its parameters."""
+        return self.config(shard_size).to_dict() | {
+            "preset": self.preset,
+            "measure": self.measure,
+            "skip_invalid": self.skip_invalid,
+        }
+
+
+class StagePublic(BaseModel):
+    """The state of one pipeline stage."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    status: str
+    progress: float
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobPublic(BaseModel):
+    """A job as its owner sees it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: JobStatus
+    stage: str | None = None
+    progress: float = Field(ge=0, le=1)
+    eta_seconds: float | None = None
+    params: dict[str, Any]
+    dataset_summary: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    cancel_requested: bool = False
+    stages: list[StagePublic] = []
+    download_url: str | None = Field(None, description="Present once the job succeeded.")
+    preview_url: str | None = Field(None, description="The list of previews, once there are some.")
+
+
+class JobList(BaseModel):
+    """One page of the owner's jobs, newest first."""
+
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class PreviewList(BaseModel):
+    """The previews of a job: ``items`` as the pipeline wrote them; ``urls`` serve each PNG."""
+
+    items: list[dict[str, Any]]
+    urls: dict[str, str]
+
+
+class HealthPart(BaseModel):
+    """The state of one part of the service."""
+
+    ok: bool
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    """The state of the database, the broker and storage."""
+
+    status: Literal["ok", "degraded"]
+    database: HealthPart
+    broker: HealthPart
+    storage: HealthPart
+
+
+class Message(BaseModel):
+    """An error or a short message."""
+
+    detail: str
+
+
+class ValidationMessage(BaseModel):
+    """A 422: ``detail`` names the bad field(s); ``errors`` lists each problem."""
+
+    detail: str
+    errors: list[dict[str, Any]] = []
