@@ -1,0 +1,284 @@
+"""The web page: sign-in, the upload form with the job list, and the job page.
+
+Server-rendered Jinja2 templates; the pages talk to the REST API (``/api/v1``) from the browser
+with the ``sepguard_token`` cookie that ``/login`` sets. Everything the pages load is served
+from ``app/web/static/``: no external resources.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app import crud
+from app.api.deps import SessionDep, SettingsDep
+from app.core.config import Settings
+from app.core.security import authenticate
+from app.db_models import Owner
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
+
+COOKIE_MAX_AGE = 7 * 24 * 3600
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+STRENGTHS = [
+    {"label": "Light", "eps": 4, "default": False,
+     "text": "Practically invisible; weaker protection. For photos where every detail matters."},
+    {"label": "Standard", "eps": 8, "default": True,
+     "text": "The setting of the SEP paper: hard to see, and models trained on the images learn little."},
+    {"label": "Strong", "eps": 16, "default": False,
+     "text": "The strongest protection; faint grain can show on smooth areas such as sky or skin."},
+]
+
+SPEED_PRESETS = [
+    {"name": "fast", "label": "Fast", "default": False,
+     "text": "Seconds to minutes on a CPU; good for a first look, weaker protection."},
+    {"name": "balanced", "label": "Balanced", "default": True,
+     "text": "Minutes on a CPU for a few thousand small images; solid protection."},
+    {"name": "paper", "label": "Paper", "default": False,
+     "text": "The paper's full settings; the strongest, and needs a GPU worker."},
+]
+
+METHODS = [
+    {"name": "sep-fa-vr", "label": "SEP-FA-VR (recommended)", "default": True},
+    {"name": "sep-fa", "label": "SEP-FA", "default": False},
+    {"name": "sep", "label": "SEP", "default": False},
+    {"name": "single-fa", "label": "Single checkpoint (baseline)", "default": False},
+    {"name": "random", "label": "Random noise (baseline)", "default": False},
+]
+
+NUMBER_FIELDS = [
+    {"name": "steps", "label": "Steps T", "min": 1, "max": 1000, "hint": "Crafting steps per image."},
+    {"name": "checkpoints", "label": "Checkpoints K", "min": 1, "max": 200,
+     "hint": "Surrogate checkpoints in the ensemble."},
+    {"name": "inner_steps", "label": "Inner steps M", "min": 0, "max": 1000,
+     "hint": "Variance-reduction steps (SEP-FA-VR)."},
+    {"name": "epochs", "label": "Surrogate epochs", "min": 1, "max": 1000, "hint": "Training epochs of the surrogate."},
+    {"name": "resolution", "label": "Working resolution", "min": 8, "max": 1024,
+     "hint": "Pixels; δ is resized to each image."},
+    {"name": "seed", "label": "Seed", "min": 0, "max": 2147483647, "hint": "Makes a run repeatable."},
+]
+
+STAGE_TEXT = {
+    "ingest": "Checking the dataset",
+    "train": "Training the surrogate model",
+    "means": "Computing class features",
+    "craft": "Crafting the protective perturbations",
+    "package": "Writing the protected images",
+    "evaluate": "Measuring the protection",
+}
+
+
+def _asset_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+ASSET_VERSION = _asset_version()
+STATIC_FILES = {p.name for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in STATIC_TYPES}
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {"asset_version": ASSET_VERSION, "signed_in": False, **context}, status_code=status_code
+    )
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _cookie_owner(request: Request, session: SessionDep, settings: Settings) -> Owner | None:
+    token = request.cookies.get(settings.token_cookie)
+    return authenticate(session, token) if token else None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths are followed after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    path = request.url.path
+    query = "" if path == "/" else f"?next={quote(path)}"
+    return RedirectResponse(f"/login{query}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "bytes" or value >= 10 else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _stage_text(job: dict[str, Any]) -> str:
+    if job["status"] == "queued":
+        return "Waiting for a worker to start the job…"
+    stage = job.get("stage")
+    return f"{STAGE_TEXT.get(stage, stage)}…" if stage else "Starting…"
+
+
+def _eta_text(job: dict[str, Any]) -> str:
+    eta = job.get("eta_seconds")
+    if job["status"] == "queued":
+        return "not started yet"
+    if eta is None:
+        return "estimating time left"
+    eta = max(0, round(eta))
+    if eta < 5:
+        return "almost done"
+    if eta < 60:
+        return f"about {eta} s left"
+    minutes = round(eta / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
+def _sign_in(request: Request, session: SessionDep, settings: Settings, token: str, target: str | None) -> Response:
+    token = token.strip()
+    if not token or authenticate(session, token) is None:
+        return _page(
+            request,
+            "login.html",
+            {"error": "That token is not valid (or has been revoked). Check it and try again.", "next": target},
+            status_code=status.HTTP_401_UNAUTHORIZED,
+        )
+    response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        settings.token_cookie,
+        token,
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        secure=bool(getattr(settings, "cookie_secure", True)),
+        httponly=True,
+        samesite="lax",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login(
+    request: Request, session: SessionDep, settings: SettingsDep, token: str | None = None, next: str | None = None
+) -> Response:
+    """Sign in with ``?token=...`` (the link ``sepguard serve`` prints), or show a form to paste a token."""
+    if token is not None:
+        return _sign_in(request, session, settings, token, next)
+    if _cookie_owner(request, session, settings) is not None:
+        return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    return _page(request, "login.html", {"error": None, "next": next})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Sign in with a pasted token."""
+    return _sign_in(request, session, settings, token, next)
+
+
+@router.api_route("/logout", methods=["GET", "POST"])
+def logout(settings: SettingsDep) -> Response:
+    """Forget the sign-in cookie."""
+    response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(
+        settings.token_cookie,
+        path="/",
+        secure=bool(getattr(settings, "cookie_secure", True)),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """The upload form and the owner's jobs."""
+    if _cookie_owner(request, session, settings) is None:
+        return _to_login(request)
+    return _page(
+        request,
+        "index.html",
+        {
+            "signed_in": True,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_upload_human": _human_bytes(settings.max_upload_bytes),
+            "strengths": STRENGTHS,
+            "speed_presets": SPEED_PRESETS,
+            "methods": METHODS,
+            "number_fields": NUMBER_FIELDS,
+        },
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, session: SessionDep, settings: SettingsDep, job_id: str) -> Response:
+    """One job: live progress, then previews, measured protection and the download."""
+    owner = _cookie_owner(request, session, settings)
+    if owner is None:
+        return _to_login(request)
+    job = crud.get_owned_job(session, owner, job_id)
+    if job is None:
+        return _page(
+            request,
+            "not_found.html",
+            {"signed_in": True, "message": "There is no job with this id among your jobs."},
+            status_code=status.HTTP_404_NOT_FOUND,
+        )
+    from app.api.routes.jobs import job_public
+
+    data = job_public(job).model_dump(mode="json")
+    summary = data.get("dataset_summary") or {}
+    return _page(
+        request,
+        "job.html",
+        {
+            "signed_in": True,
+            "job": data,
+            "images": summary.get("num_images"),
+            "stage_text": _stage_text(data),
+            "eta_text": _eta_text(data),
+        },
+    )
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The page's own stylesheet, scripts and icon."""
+    if name not in STATIC_FILES:
+        return Response("not found", status_code=status.HTTP_404_NOT_FOUND, media_type="text/plain")
+    path = STATIC_DIR / name
+    return FileResponse(
+        path,
+        media_type=STATIC_TYPES[path.suffix],
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
