@@ -1,7 +1,195 @@
-"""Engine commands: protect, evaluate."""
+"""Engine commands: ``sepguard protect`` and ``sepguard evaluate`` (no server needed).
+
+The engine (and torch) is imported inside the commands so that the service commands and
+``--help`` stay fast.
+"""
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+err = Console(stderr=True)
+STAGE_NAMES = {
+    "extract": "Extracting",
+    "validate": "Checking images",
+    "ingest": "Reading images",
+    "train": "Training surrogate",
+    "means": "Class means",
+    "craft": "Crafting perturbations",
+    "package": "Writing protected zip",
+    "evaluate": "Training victims",
+}
+
+
+@contextmanager
+def progress_bars() -> Iterator[Any]:
+    """A progress callback that draws one bar per stage on stderr."""
+    with Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(STAGE_NAMES.get(stage, stage), total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr and a non-zero exit."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def protect(
+    source: Annotated[Path, typer.Argument(help="Dataset: zip, tar.gz or folder in class-folder layout.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Protected zip to write.")],
+    preset: Annotated[str, typer.Option(help="fast | balanced | paper")] = "balanced",
+    method: Annotated[str | None, typer.Option(help="sep-fa-vr | sep-fa | sep | single-fa | random")] = None,
+    eps: Annotated[float | None, typer.Option(help="l-inf budget in 1/255 units (default 8).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Step size in 1/255 units.")] = None,
+    steps: Annotated[int | None, typer.Option(help="T: outer steps.")] = None,
+    inner_steps: Annotated[int | None, typer.Option(help="M: variance-reduction inner steps.")] = None,
+    checkpoints: Annotated[int | None, typer.Option(help="K: checkpoints in the ensemble.")] = None,
+    arch: Annotated[str | None, typer.Option(help="Surrogate architecture.")] = None,
+    width: Annotated[int | None, typer.Option(help="Surrogate base width (64 = full).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Surrogate training epochs.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Working resolution R.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (repeatable on the same device).")] = None,
+    output_format: Annotated[str | None, typer.Option(help="png (lossless) | keep (original format).")] = None,
+    jpeg_quality: Annotated[int | None, typer.Option(help="JPEG quality with --output-format keep.")] = None,
+    measure: Annotated[bool, typer.Option(help="Measure the protection on a held-out split.")] = False,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip and list unreadable files instead of failing.")] = False,
+    workdir: Annotated[Path | None, typer.Option(help="Keep intermediate files here (resumable).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: CUDA when present).")] = None,
+) -> None:
+    """Protect an image dataset: train a surrogate, craft SEP-FA perturbations, write a zip."""
+    from engine.config import preset as make_config
+    from engine.errors import DatasetError
+
+    try:
+        cfg = make_config(
+            preset, method=method, eps=eps, alpha=alpha, steps=steps, inner_steps=inner_steps,
+            checkpoints=checkpoints, arch=arch, width=width, epochs=epochs, resolution=resolution,
+            seed=seed, output_format=output_format, jpeg_quality=jpeg_quality,
+        )
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    if not source.exists():
+        fail(f"{source} does not exist")
+    import torch
+
+    from engine.protect import protect as run_protect
+
+    try:
+        with progress_bars() as bars:
+            report = run_protect(
+                source, output, cfg, workdir=workdir, progress=bars, skip_invalid=skip_invalid, measure=measure,
+                device=torch.device(device) if device else None,
+            )
+    except (DatasetError, ValueError, OSError, RuntimeError) as exc:
+        fail(str(exc))
+    summary = report["dataset"]
+    err.print(
+        f"[green]protected[/green] {summary.get('num_images')} images -> {output} "
+        f"(method {cfg.method}, eps {cfg.eps:g}/255, {sum(report['timings_seconds'].values()):.0f} s)"
+    )
+    if "evaluation" in report:
+        print_evaluation(report["evaluation"])
+
+
+def print_evaluation(result: dict) -> None:
+    table = Table(title="Victim accuracy on clean test images")
+    for col in ("arch", "defense", "trained on clean", "trained on protected"):
+        table.add_column(col)
+    for row in result["victims"]:
+        clean = row.get("clean_acc")
+        table.add_row(
+            row["arch"], row["defense"], "-" if clean is None else f"{clean:.1%}", f"{row['protected_acc']:.1%}"
+        )
+    Console().print(table)
+
+
+def evaluate(
+    train: Annotated[Path, typer.Option(help="Training set to test (e.g. the protected zip).")],
+    test: Annotated[Path, typer.Option(help="Clean test set (zip/folder, same class names).")],
+    arch: Annotated[str, typer.Option(help="Comma-separated victim architectures.")] = "resnet18",
+    compare: Annotated[Path | None, typer.Option(help="Clean training set to compare with.")] = None,
+    defense: Annotated[list[str] | None, typer.Option(help="grayscale | jpeg:Q (repeatable).")] = None,
+    epochs: Annotated[int, typer.Option(help="Victim training epochs.")] = 15,
+    width: Annotated[int | None, typer.Option(help="Victim base width (default 16; 64 = full).")] = 16,
+    resolution: Annotated[int, typer.Option(help="Resolution the victims train at.")] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
+) -> None:
+    """Train victims on a (protected) set and report their accuracy on clean test images."""
+    import torch
+
+    from engine.dataset import load_working_set, open_dataset
+    from engine.device import pick_device
+    from engine.errors import DatasetError
+    from engine.evaluate import EvalSettings, compare_victims, parse_defense
+
+    try:
+        for d in defense or []:
+            parse_defense(d)
+        archs = [a.strip() for a in arch.split(",") if a.strip()]
+        import models
+
+        for a in archs:
+            if a not in models.ARCHS:
+                raise ValueError(f"unknown architecture {a!r}; choose from {', '.join(models.ARCHS)}")
+        with tempfile.TemporaryDirectory(prefix="sepguard-eval-") as tmp, progress_bars() as bars:
+            sets = {}
+            for name, path in (("train", train), ("test", test), ("compare", compare)):
+                if path is None:
+                    continue
+                index = open_dataset(path, Path(tmp) / name)
+                images, labels = load_working_set(index, resolution)
+                sets[name] = (index.classes, torch.from_numpy(images), torch.from_numpy(labels))
+            classes = sets["train"][0]
+            for name, (cls, _, _) in sets.items():
+                if cls != classes:
+                    raise ValueError(f"the {name} set's classes {cls} differ from the training set's {classes}")
+            settings = EvalSettings(archs=archs, epochs=epochs, width=width, seed=seed, defenses=list(defense or []))
+            result = compare_victims(
+                clean=sets["compare"][1:] if "compare" in sets else None,
+                protected=sets["train"][1:],
+                test=sets["test"][1:],
+                num_classes=len(classes),
+                settings=settings,
+                device=pick_device(device),
+                progress=bars,
+            )
+    except (DatasetError, ValueError, OSError) as exc:
+        fail(str(exc))
+    print_evaluation(result)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+    else:
+        json.dump(result, sys.stdout, indent=2)
+        print()
 
 
 def register(cli: typer.Typer) -> None:
     """Add the engine commands to the root CLI."""
+    cli.command()(protect)
+    cli.command()(evaluate)

@@ -33,6 +33,11 @@ class ProtectConfig:
     craft_batch: int = 256
     shard_size: int = 512  # images per crafting shard (the unit of distributed work)
     seed: int = 0
+    # measuring the protection (the service's "measure protection", a stratified held-out split)
+    holdout: float = 0.2  # fraction of each class kept clean as the test split
+    eval_archs: str = "resnet18"  # comma-separated victim architectures
+    eval_width: int = 16
+    eval_epochs: int = 15
     # output
     output_format: str = "png"  # "png" (lossless) or "keep" (original format)
     jpeg_quality: int = 95
@@ -50,6 +55,8 @@ class ProtectConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
+        if not 0 < self.holdout < 1:
+            raise ValueError("holdout must be in (0, 1)")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in 1..100")
 
@@ -63,10 +70,11 @@ class ProtectConfig:
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0),
+    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_width=8, eval_epochs=4),
     "balanced": dict(width=16, epochs=15, checkpoints=8, steps=10, inner_steps=8, alpha=1.5),
     "paper": dict(
-        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000
+        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,
+        eval_width=64, eval_epochs=120, eval_archs="resnet18,vgg16,googlenet",
     ),
 }
 

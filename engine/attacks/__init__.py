@@ -1,0 +1,74 @@
+"""Crafting: turn a checkpoint ensemble and class means into perturbations δ.
+
+``craft`` processes images in fixed batches whose random draws are seeded by
+(seed, index of the batch's first image), so a dataset crafted in shards on many workers
+gives exactly the result of one pass.
+"""
+
+import torch
+from torch import nn
+
+from engine.attacks.base import Attack
+from engine.attacks.random_noise import random_delta
+from engine.attacks.sep import SEP
+from engine.attacks.sep_fa import SEPFA
+from engine.attacks.sep_fa_vr import SEPFAVR
+from engine.config import ProtectConfig
+from engine.device import to_float
+from engine.features import target_classes
+from engine.progress import Progress, no_progress
+
+
+def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: ProtectConfig, device: torch.device) -> Attack:
+    """The attack object of ``cfg.method`` over the given checkpoint ensemble."""
+    common = dict(eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, device=device)
+    if cfg.method == "sep":
+        return SEP(nets, None, **common)
+    if cfg.method == "sep-fa":
+        return SEPFA(nets, means, **common)
+    if cfg.method == "single-fa":
+        return SEPFA(nets[-1:], means[-1:], **common)
+    if cfg.method == "sep-fa-vr":
+        return SEPFAVR(nets, means, inner_steps=cfg.inner_steps, **common)
+    raise ValueError(f"method {cfg.method!r} does not use an ensemble attack")
+
+
+def passes_per_image(cfg: ProtectConfig, k: int) -> int:
+    """Forward+backward passes per image of a method: T·K, T·(K+M) for VR, T for single-fa."""
+    if cfg.method == "random":
+        return 0
+    if cfg.method == "single-fa":
+        return cfg.steps
+    return cfg.steps * (k + (cfg.inner_steps if cfg.method == "sep-fa-vr" else 0))
+
+
+def craft(
+    nets: list[nn.Module],
+    means: torch.Tensor | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    cfg: ProtectConfig,
+    device: torch.device,
+    start_index: int = 0,
+    progress: Progress = no_progress,
+) -> torch.Tensor:
+    """δ for uint8 ``images`` (N,3,R,R): float16 on the CPU, values in [−ε/255, ε/255].
+
+    ``start_index`` is the position of ``images[0]`` in the whole dataset (seeds the batches).
+    """
+    n = len(images)
+    delta = torch.empty(images.shape, dtype=torch.float16)
+    targets_all = target_classes(labels, num_classes)
+    attack = None if cfg.method == "random" else build_attack(nets, means, cfg, device)
+    for lo in range(0, n, cfg.craft_batch):
+        hi = min(n, lo + cfg.craft_batch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_index + lo)
+        if attack is None:
+            delta[lo:hi] = random_delta(tuple(images[lo:hi].shape), cfg.eps, gen).half()
+        else:
+            x0 = to_float(images[lo:hi], device)
+            adv = attack(x0, labels[lo:hi].to(device), targets_all[lo:hi].to(device), gen)
+            delta[lo:hi] = (adv - x0).float().cpu().half()
+        progress("craft", hi, n)
+    return delta
