@@ -1,0 +1,62 @@
+"""Submitting and cancelling jobs: what the API calls. Importable without torch.
+
+Stage tasks are sent by name, so this module never imports ``worker.tasks``. Task ids are
+deterministic (``<job id>-<stage>[-<shard>]``): every task of a job can be revoked without
+storing their ids.
+"""
+
+import logging
+from collections.abc import Iterable
+
+from worker.celery_app import celery_app
+from worker.plan import TASK_NAMES, task_id
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The task broker could not be reached; the job was not submitted."""
+
+
+def send_stage(job_id: str, stage: str, shard: int | None = None) -> str:
+    """Send one stage task without retrying; raise ``BrokerUnavailable`` if the broker is down."""
+    args: list[object] = [job_id] if shard is None else [job_id, shard]
+    tid = task_id(job_id, stage, shard)
+    try:
+        celery_app.send_task(TASK_NAMES[stage], args=args, task_id=tid, retry=False)
+    except Exception as exc:  # any failure to publish means the task was not queued
+        raise BrokerUnavailable(f"task broker unavailable: {exc}") from exc
+    return tid
+
+
+def submit_job(job_id: str) -> str:
+    """Queue a job whose row (status ``queued``) and upload exist; returns the first task's id."""
+    return send_stage(job_id, "ingest")
+
+
+def cancel_job(job_id: str) -> None:
+    """Ask a job to stop; it ends ``cancelled`` and its partial files are removed.
+
+    A job that has not started is cancelled here and now. A running job is stopped by its
+    own tasks, which notice the request within about a second; a running job whose worker
+    is gone (lease expired) is cancelled here too.
+    """
+    from worker import state
+
+    outcome = state.request_cancel(job_id)
+    if outcome == "cancelled":
+        state.remove_partial_files(job_id)
+    if outcome in ("cancelled", "requested"):
+        revoke_job_tasks(job_id)
+
+
+def revoke_job_tasks(job_id: str, shards: Iterable[int] = ()) -> None:
+    """Best effort: tell workers to drop the job's queued tasks (tasks also check the job first)."""
+    if not celery_app.conf.worker_enable_remote_control:
+        return
+    ids = [task_id(job_id, s) for s in TASK_NAMES if s != "craft"]
+    ids += [task_id(job_id, "craft", i) for i in shards]
+    try:
+        celery_app.control.revoke(ids)
+    except Exception as exc:  # a missed revoke only costs a task that exits at once
+        log.warning("could not revoke the tasks of job %s: %s", job_id, exc)

@@ -1,0 +1,90 @@
+"""The shape of a job's pipeline: which stages run, in what order, and how much each weighs.
+
+Torch-free on purpose: the API imports it (through ``worker.pipeline``) to submit jobs.
+"""
+
+from typing import Any
+
+# Order of the stages. ``evaluate`` (only when the user asked to measure the protection)
+# runs before ``package`` so that report.json in the zip carries the measured protection.
+ALL_STAGES = ("ingest", "train", "means", "craft", "evaluate", "package")
+
+TASK_NAMES = {
+    "ingest": "sepguard.ingest",
+    "train": "sepguard.train",
+    "means": "sepguard.means",
+    "craft": "sepguard.craft_shard",
+    "evaluate": "sepguard.evaluate",
+    "package": "sepguard.package",
+    "finalize": "sepguard.finalize",
+}
+
+# Share of the run given to the stages whose cost does not scale with network passes.
+INGEST_SHARE = 0.04
+PACKAGE_SHARE = 0.08
+
+
+def stage_order(params: dict[str, Any]) -> list[str]:
+    """The stages a job runs, in order."""
+    return [s for s in ALL_STAGES if s != "evaluate" or params.get("measure")]
+
+
+def next_stage(params: dict[str, Any], done: set[str]) -> str | None:
+    """The first stage not yet done, or None when the job is complete."""
+    for stage in stage_order(params):
+        if stage not in done:
+            return stage
+    return None
+
+
+def _passes(params: dict[str, Any]) -> dict[str, float]:
+    """Rough network passes per image of each stage, so progress tracks wall time."""
+    method = params.get("method", "sep-fa-vr")
+    epochs = float(params.get("epochs", 15))
+    k = float(params.get("checkpoints", 8))
+    steps = float(params.get("steps", 10))
+    inner = float(params.get("inner_steps", 8))
+    if method == "random":
+        train = means = 0.0
+        craft = 0.05
+    else:
+        train = epochs
+        means = 0.0 if method == "sep" else k * 0.35  # forward only
+        if method == "single-fa":
+            craft = steps
+        else:
+            craft = steps * (k + (inner if method == "sep-fa-vr" else 0.0))
+    costs = {"train": train, "means": means, "craft": craft}
+    if params.get("measure"):
+        archs = [a for a in str(params.get("eval_archs", "resnet18")).split(",") if a.strip()]
+        width_ratio = (float(params.get("eval_width", 16)) / max(1.0, float(params.get("width", 16)))) ** 2
+        # a victim trained on clean and one on protected images, per architecture
+        costs["evaluate"] = 2 * max(1, len(archs)) * float(params.get("eval_epochs", 15)) * width_ratio
+    return costs
+
+
+def stage_weights(params: dict[str, Any]) -> dict[str, float]:
+    """Fraction of the whole run taken by each stage (they sum to 1)."""
+    costs = _passes(params)
+    total = sum(costs.values())
+    core = 1.0 - INGEST_SHARE - PACKAGE_SHARE
+    weights = {"ingest": INGEST_SHARE, "package": PACKAGE_SHARE}
+    for stage, cost in costs.items():
+        weights[stage] = core * (cost / total if total > 0 else 1.0 / len(costs))
+    return {s: weights[s] for s in stage_order(params)}
+
+
+def progress_before(params: dict[str, Any], stage: str) -> float:
+    """Overall progress when ``stage`` starts: the weights of every earlier stage."""
+    weights = stage_weights(params)
+    total = 0.0
+    for s in stage_order(params):
+        if s == stage:
+            break
+        total += weights[s]
+    return total
+
+
+def task_id(job_id: str, stage: str, shard: int | None = None) -> str:
+    """Deterministic task ids, so every task of a job can be revoked without storing their ids."""
+    return f"{job_id}-{stage}" if shard is None else f"{job_id}-{stage}-{shard}"
