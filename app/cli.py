@@ -17,3 +17,7 @@ register_service(cli)
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

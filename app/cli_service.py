@@ -1,7 +1,227 @@
 """Service commands: serve, worker, db, token."""
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+WORKER_STOP_SECONDS = 10.0
+
+db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+
+
+def fail(message: str) -> None:
+    """Print one clear line to stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def safe_url(url: str) -> str:
+    """A database or broker URL with any password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def prepare_database() -> None:
+    """Create the data folder and bring the database schema up to date."""
+    from app.core.config import get_settings
+    from app.core.db import upgrade_database
+
+    settings = get_settings()
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade_database()
+    except Exception as exc:
+        fail(f"cannot prepare the database at {safe_url(settings.sqlalchemy_url)}: {exc}".splitlines()[0])
+
+
+def first_admin_token() -> str | None:
+    """A new admin token when no admin exists yet (first start), else None."""
+    from app.core.db import session_scope
+    from app.core.security import create_token
+    from app.db_models import Owner
+
+    with session_scope() as session:
+        if session.scalar(select(Owner.id).where(Owner.is_admin.is_(True)).limit(1)) is not None:
+            return None
+        return create_token(session, "admin", "first start", is_admin=True)
+
+
+def browser_host(host: str) -> str:
+    """The host to put in a URL for a server listening on ``host``."""
+    if host in ("0.0.0.0", "", "*"):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def start_worker_process() -> subprocess.Popen[bytes]:
+    """Start ``sepguard worker`` as a child process sharing this process's settings."""
+    from app.core.config import get_settings
+
+    env = dict(os.environ, SEPGUARD_DATA_DIR=str(get_settings().data_path))
+    return subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
+
+
+def watch_worker(process: subprocess.Popen[bytes], stopping: threading.Event) -> None:
+    """Report a worker that exits while the server still runs."""
+    code = process.wait()
+    if not stopping.is_set():
+        typer.echo(f"warning: the worker exited with code {code}; jobs will wait in the queue", err=True)
+
+
+def stop_worker_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask the worker to finish (SIGTERM), then stop it harder if it does not."""
+    for sig, wait in ((signal.SIGTERM, WORKER_STOP_SECONDS), (signal.SIGQUIT, 5.0)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    process.wait()
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not start a worker (run `sepguard worker` elsewhere).")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Web server processes.")] = 1,
+) -> None:
+    """Run the web page and REST API, with one job worker unless --no-worker."""
+    import uvicorn
+
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    prepare_database()
+    base = f"http://{browser_host(host)}:{port}"
+    token = first_admin_token()
+    typer.echo(f"sepguard data: {settings.data_path}")
+    typer.echo(f"database: {safe_url(settings.sqlalchemy_url)}  broker: {safe_url(settings.celery_broker_url)}")
+    if token is not None:
+        typer.echo("Created the admin token (shown only now; keep it):")
+        typer.echo(f"    {token}")
+        typer.echo("Open this URL to sign in:")
+        typer.echo(f"    {base}/login?token={token}")
+    else:
+        typer.echo(f"Open {base}/ and sign in with a token; create one with: sepguard token create --name NAME")
+    typer.echo(f"API docs: {base}/docs")
+
+    process = None if no_worker else start_worker_process()
+    stopping = threading.Event()
+    if process is not None:
+        threading.Thread(target=watch_worker, args=(process, stopping), daemon=True).start()
+    try:
+        uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+    finally:
+        stopping.set()
+        if process is not None:
+            typer.echo("stopping the worker...")
+            stop_worker_process(process)
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at the same time (processes).")] = 1,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to consume (default: sepguard).")] = None,
+    pool: Annotated[str | None, typer.Option(help="Celery pool: solo (default for 1) or prefork.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run a job worker (Celery) in this process."""
+    from worker.celery_app import QUEUE, celery_app
+
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool or ('solo' if concurrency == 1 else 'prefork')}",
+        f"--queues={queues or QUEUE}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    celery_app.worker_main(argv)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the latest schema."""
+    from app.core.config import get_settings
+
+    prepare_database()
+    typer.echo(f"database {safe_url(get_settings().sqlalchemy_url)} is up to date")
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who the token is for (the owner of the jobs it creates).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the owner an administrator.")] = False,
+    label: Annotated[str | None, typer.Option(help="A label for this token (default: the owner's name).")] = None,
+) -> None:
+    """Create a token; it is printed alone on the last line (only its hash is stored)."""
+    from app.core.db import session_scope
+    from app.core.security import create_token
+
+    prepare_database()
+    try:
+        with session_scope() as session:
+            token = create_token(session, name, label or name, is_admin=admin)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"Created a token for {name.strip()}{' (admin)' if admin else ''}; it is shown only once:", err=True)
+    typer.echo(token)
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """List tokens (prefixes only; tokens themselves are never stored)."""
+    from app.core.db import session_scope
+    from app.core.security import list_tokens
+
+    prepare_database()
+    table = Table("id", "prefix", "owner", "label", "admin", "created", "last used", "revoked")
+    with session_scope() as session:
+        for t in list_tokens(session):
+            stamp = lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "-"  # noqa: E731
+            table.add_row(
+                str(t.id), t.prefix, t.owner.name, t.name, "yes" if t.owner.is_admin else "",
+                stamp(t.created_at), stamp(t.last_used_at), stamp(t.revoked_at),
+            )
+    Console().print(table)
+
+
+@token_cli.command("revoke")
+def token_revoke(key: Annotated[str, typer.Argument(help="The token's id or prefix (see `token list`).")]) -> None:
+    """Revoke a token: requests using it get 401 from now on."""
+    from app.core.db import session_scope
+    from app.core.security import revoke_token
+
+    prepare_database()
+    try:
+        with session_scope() as session:
+            token = revoke_token(session, key)
+            typer.echo(f"revoked token {token.id} ({token.prefix}...) of {token.owner.name}")
+    except LookupError as exc:
+        fail(str(exc))
 
 
 def register(cli: typer.Typer) -> None:
     """Add the service commands to the root CLI."""
+    cli.command()(serve)
+    cli.command()(worker)
+    cli.add_typer(db_cli, name="db")
+    cli.add_typer(token_cli, name="token")
