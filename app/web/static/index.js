@@ -3,7 +3,7 @@
 
 (function () {
   const sg = window.sg;
-  const ARCHIVE = /\.(zip|tar\.gz|tgz)$/i;
+  const ARCHIVE = /\.(zip|tar\.gz|tgz|tar)$/i;
 
   /* ---------- upload form ---------- */
   const form = document.getElementById("upload-form");
