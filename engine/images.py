@@ -99,7 +99,7 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def probe_image(path: Path, max_pixels: int | None = None, name: str | None = None) -> ImageInfo:
+def probe_image(path: Path | BinaryIO, max_pixels: int | None = None, name: str | None = None) -> ImageInfo:
     """Fully decode ``path`` (so corrupt files are caught now) and report its properties.
 
     Cheaper than :func:`load_image`: no colour conversion, only the decode.
@@ -117,9 +117,23 @@ def probe_image(path: Path, max_pixels: int | None = None, name: str | None = No
             raise LimitExceeded(f"{label} has too many pixels to process safely ({exc})", [label]) from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise DatasetError(f"{label} is damaged and cannot be decoded: {exc}", [label]) from exc
+    if fmt == "PNG":
+        _verify_checksums(path, label)
     if swap:
         width, height = height, width
     return ImageInfo(format=fmt, mode=mode, width=width, height=height)
+
+
+def _verify_checksums(path: Path | BinaryIO, label: str) -> None:
+    """PNG chunks carry CRCs that decoding alone does not check: flipped bits in image data
+    can decode to garbage silently. ``verify()`` checks them without decoding again."""
+    if not isinstance(path, (str, Path)):
+        path.seek(0)
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            im.verify()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DatasetError(f"{label} is damaged (checksum error): {exc}", [label]) from exc
 
 
 def load_image(
