@@ -1,0 +1,252 @@
+"""Packaging: add the crafted perturbation to every original image and zip the result.
+
+The perturbation is crafted at a small working resolution R; here it is resized to each
+image's own size and added in 8-bit, with the l-inf bound enforced after rounding, so
+|protected - original| <= eps holds for every channel of every pixel of a lossless output.
+Images are processed one at a time and the zip is written to a temporary file that is
+renamed into place at the end: a crash never leaves a half-written result behind.
+
+Torch-free: deltas arrive as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from engine.config import ProtectConfig
+from engine.dataset import DatasetIndex, ImageEntry
+from engine.images import LOSSY_FORMATS, OUTPUT_FORMATS, LoadedImage, load_image, save_image
+from engine.metrics import psnr, ssim
+from engine.progress import Progress, no_progress
+
+_STORED_FORMATS = ("PNG", "JPEG", "WEBP")  # already compressed: deflating them again wastes CPU
+
+
+def resize_delta(delta: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(C,R,R) float delta to (C,H,W) float32 by bilinear interpolation.
+
+    Bilinear weights are non-negative and sum to one, so the result never leaves the
+    range of the input: the l-inf bound survives the resize.
+    """
+    channels = np.asarray(delta, dtype=np.float32)
+    if channels.shape[1:] == (height, width):
+        return channels.copy()
+    out = np.empty((channels.shape[0], height, width), dtype=np.float32)
+    for c, plane in enumerate(channels):
+        resized = Image.fromarray(np.ascontiguousarray(plane), "F").resize((width, height), Image.Resampling.BILINEAR)
+        out[c] = np.asarray(resized)
+    return out
+
+
+def apply_delta(original: LoadedImage, delta: np.ndarray, eps: float) -> np.ndarray:
+    """Protected 8-bit RGB (H,W,3) = original + delta, with |change| <= floor(eps) levels.
+
+    ``delta`` is (3,R,R) in fractions of full scale (1.0 = 255 levels), meant to lie in
+    [-eps/255, eps/255]; ``eps`` is in /255 units. Gray sources get the channel mean of
+    delta on all three channels, so a black-and-white photo never gains colour.
+    """
+    if delta.ndim != 3 or delta.shape[0] != 3:
+        raise ValueError(f"delta must be (3,R,R), got {delta.shape}")
+    bound = math.floor(eps + 1e-9)
+    d = np.asarray(delta, dtype=np.float32)
+    if original.gray:
+        d = d.mean(axis=0, keepdims=True)
+    levels = np.clip(np.rint(resize_delta(d, original.height, original.width) * 255.0), -bound, bound)
+    levels = levels.astype(np.int16).transpose(1, 2, 0)  # (H,W,1 or 3)
+    # For gray sources the single delta plane broadcasts over three equal channels.
+    return np.clip(original.rgb.astype(np.int16) + levels, 0, 255).astype(np.uint8)
+
+
+def output_format_for(entry_format: str, output_format: str) -> str:
+    """The format an image is written in: PNG, or its own format when that is writable."""
+    if output_format == "keep" and entry_format in OUTPUT_FORMATS:
+        return entry_format
+    return "PNG"
+
+
+def plan_output_paths(entries: list[ImageEntry], output_format: str) -> list[str]:
+    """Output path of every entry, deterministic and collision-free.
+
+    An image keeps its relative path; only the extension changes when the format does
+    (``cat/a.jpg`` -> ``cat/a.png``). Entries that keep their exact path are placed
+    first; a later clash (``a.jpg`` and ``a.png`` both wanting ``a.png``) gets the full
+    original name plus the new extension (``a.jpg.png``), then a counter. Comparison is
+    case-insensitive so the zip unpacks cleanly on Windows and macOS too.
+    """
+    wanted: list[str] = []
+    for entry in entries:
+        fmt = output_format_for(entry.format, output_format)
+        path = PurePosixPath(entry.path)
+        if fmt == "PNG" and path.suffix.lower() != ".png":
+            wanted.append(str(path.with_name(path.stem + ".png")))
+        else:
+            wanted.append(entry.path)
+    taken: set[str] = set()
+    result: list[str | None] = [None] * len(entries)
+    order = [i for i, e in enumerate(entries) if wanted[i] == e.path]
+    order += [i for i, e in enumerate(entries) if wanted[i] != e.path]
+    for i in order:
+        candidate = wanted[i]
+        if candidate.lower() in taken:
+            suffix = PurePosixPath(candidate).suffix
+            candidate = entries[i].path + suffix
+            stem = candidate[: -len(suffix)]
+            k = 1
+            while candidate.lower() in taken:
+                candidate = f"{stem}-{k}{suffix}"
+                k += 1
+        taken.add(candidate.lower())
+        result[i] = candidate
+    return [r for r in result if r is not None]
+
+
+def _measure(original: LoadedImage, saved: LoadedImage) -> dict[str, float]:
+    """Distortion of the SAVED pixels (after any lossy encoding), in /255 units."""
+    a = original.rgb[:, :, 0] if original.gray else original.rgb
+    b = saved.rgb[:, :, 0] if original.gray else saved.rgb
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return {
+        "linf": int(diff.max()) if diff.size else 0,
+        "mean_abs": round(float(diff.mean()), 4) if diff.size else 0.0,
+        "psnr": round(psnr(a, b), 3),
+        "ssim": round(ssim(a, b), 5),
+    }
+
+
+def _settings(
+    eps: float | ProtectConfig, output_format: str, jpeg_quality: int
+) -> tuple[float, str, int]:
+    if isinstance(eps, ProtectConfig):
+        return eps.eps, eps.output_format, eps.jpeg_quality
+    if output_format not in ("png", "keep"):
+        raise ValueError(f"output_format must be 'png' or 'keep', got {output_format!r}")
+    return float(eps), output_format, jpeg_quality
+
+
+def write_protected_zip(
+    index: DatasetIndex,
+    delta: np.ndarray,
+    out_zip: Path,
+    eps: float | ProtectConfig,
+    output_format: str = "png",
+    jpeg_quality: int = 95,
+    report: dict[str, Any] | None = None,
+    targets: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Write every protected image, ``manifest.json`` and ``report.json`` into ``out_zip``.
+
+    ``eps`` is in /255 units (or a ProtectConfig, whose eps, output_format and
+    jpeg_quality are then used). ``delta`` is (N,3,R,R) in fractions of full scale,
+    in the order of ``index.entries``; ``targets`` (N,) are target label indices.
+    Returns the manifest (one dict per image).
+    """
+    eps_value, fmt_choice, quality = _settings(eps, output_format, jpeg_quality)
+    entries = index.entries
+    n = len(entries)
+    if delta.ndim != 4 or delta.shape[0] != n or delta.shape[1] != 3:
+        raise ValueError(f"delta must be ({n},3,R,R) for {n} images, got {delta.shape}")
+    if targets is not None and len(targets) != n:
+        raise ValueError(f"targets must have {n} entries, got {len(targets)}")
+    report_fn = progress or no_progress
+    out_zip = Path(out_zip)
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    outputs = plan_output_paths(entries, fmt_choice)
+    manifest: list[dict[str, Any]] = []
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_zip.name}.", suffix=".part", dir=out_zip.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            report_fn("package", 0, n)
+            for i, (entry, out_path) in enumerate(zip(entries, outputs)):
+                original = load_image(index.root / entry.path, name=entry.path)
+                protected = apply_delta(original, delta[i], eps_value)
+                fmt = output_format_for(entry.format, fmt_choice)
+                buffer = io.BytesIO()
+                save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
+                data = buffer.getvalue()
+                saved = load_image(io.BytesIO(data), name=out_path)
+                compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
+                zf.writestr(out_path, data, compress_type=compress)
+                manifest.append(
+                    {
+                        "original_path": entry.path,
+                        "original_format": entry.format,
+                        "output_path": out_path,
+                        "output_format": fmt,
+                        "width": original.width,
+                        "height": original.height,
+                        **_measure(original, saved),
+                        "class": entry.class_name,
+                        "target_class": None if targets is None else index.classes[int(targets[i])],
+                    }
+                )
+                report_fn("package", i + 1, n)
+            full_report = dict(report or {})
+            full_report["warnings"] = list(full_report.get("warnings", [])) + _warnings(
+                manifest, fmt_choice, quality, eps_value
+            )
+            full_report["output"] = _output_summary(manifest, fmt_choice, quality, eps_value)
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+            zf.writestr("report.json", json.dumps(full_report, indent=1))
+        os.replace(tmp, out_zip)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def _warnings(manifest: list[dict[str, Any]], output_format: str, quality: int, eps: float) -> list[str]:
+    out: list[str] = []
+    lossy = [m for m in manifest if m["output_format"] in LOSSY_FORMATS]
+    if lossy:
+        out.append(
+            f"{len(lossy)} image(s) were saved in a lossy format (JPEG/WebP, quality {quality}): lossy "
+            "compression partly removes the perturbation and weakens protection; use PNG output for full strength"
+        )
+    over = [m for m in manifest if m["linf"] > math.floor(eps + 1e-9)]
+    if over:
+        out.append(
+            f"{len(over)} image(s) differ from the original by more than eps={eps:g}/255 after lossy saving "
+            f"(largest: {max(m['linf'] for m in over)}/255)"
+        )
+    if output_format == "keep":
+        converted = [m for m in manifest if m["output_format"] != m["original_format"]]
+        if converted:
+            out.append(
+                f"{len(converted)} image(s) cannot carry the perturbation in their own format "
+                f"({', '.join(sorted({m['original_format'] for m in converted}))}) and were saved as PNG"
+            )
+    renamed = [m for m in manifest if PurePosixPath(m["output_path"]).stem != PurePosixPath(m["original_path"]).stem]
+    if renamed:
+        names = ", ".join(f"{m['original_path']} -> {m['output_path']}" for m in renamed[:10])
+        out.append(f"{len(renamed)} output name(s) would have clashed and were renamed: {names}")
+    return out
+
+
+def _output_summary(manifest: list[dict[str, Any]], output_format: str, quality: int, eps: float) -> dict[str, Any]:
+    psnrs = [m["psnr"] for m in manifest]
+    ssims = [m["ssim"] for m in manifest]
+    return {
+        "files": len(manifest),
+        "output_format": output_format,
+        "jpeg_quality": quality if output_format == "keep" else None,
+        "eps": eps,
+        "max_linf": max((m["linf"] for m in manifest), default=0),
+        "mean_abs": round(float(np.mean([m["mean_abs"] for m in manifest])), 4) if manifest else 0.0,
+        "mean_psnr": round(float(np.mean(psnrs)), 3) if psnrs else None,
+        "min_psnr": min(psnrs, default=None),
+        "mean_ssim": round(float(np.mean(ssims)), 5) if ssims else None,
+        "min_ssim": min(ssims, default=None),
+    }

@@ -1,0 +1,230 @@
+"""Adding the perturbation and packaging: the l-inf bound, sizes, alpha, paths, manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from engine.config import ProtectConfig
+from engine.dataset import DatasetIndex, open_dataset
+from engine.images import load_image, save_image
+from engine.package import apply_delta, plan_output_paths, write_protected_zip
+from engine.previews import write_previews
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+R = 32
+
+
+def random_image(rng: np.random.Generator, mode: str, width: int, height: int) -> tuple[bytes, str]:
+    """Encoded test image of the given mode (CMYK as TIFF, which PNG cannot hold)."""
+    rgba = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA")
+    if mode == "I;16":
+        im = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    elif mode == "P":
+        im = rgba.convert("RGB").quantize(16)
+    else:
+        im = rgba.convert(mode)
+    fmt = "TIFF" if mode == "CMYK" else "PNG"
+    buffer = io.BytesIO()
+    im.save(buffer, format=fmt)
+    return buffer.getvalue(), fmt
+
+
+def random_delta(rng: np.random.Generator, n: int, eps: float, scale: float = 1.0) -> np.ndarray:
+    return (rng.uniform(-eps, eps, (n, 3, R, R)) * scale / 255.0).astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 80),
+    height=st.integers(1, 80),
+    mode=st.sampled_from(["L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"]),
+    eps=st.sampled_from([2.0, 4.0, 8.0, 16.0]),
+    scale=st.sampled_from([1.0, 1.5]),  # 1.5: an out-of-range delta must still be clipped
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bound_holds_after_saving(width: int, height: int, mode: str, eps: float, scale: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    data, _ = random_image(rng, mode, width, height)
+    original = load_image(io.BytesIO(data))
+    protected = apply_delta(original, random_delta(rng, 1, eps, scale)[0], eps)
+    out = io.BytesIO()
+    save_image(out, protected, original.alpha, original.gray, "PNG", icc_profile=original.icc_profile)
+    out.seek(0)
+    written = Image.open(out)
+    assert written.size == (width, height)
+    gray = mode in ("L", "LA", "I;16")
+    assert original.gray == gray or mode == "P"
+    assert written.mode == ("L" if original.gray else "RGB") + ("A" if original.alpha is not None else "")
+    pixels = np.asarray(written).reshape(height, width, -1).astype(np.int16)
+    colour = pixels[:, :, :1] if original.gray else pixels[:, :, :3]
+    source = original.rgb[:, :, :1] if original.gray else original.rgb
+    assert np.abs(colour - source).max() <= eps
+    if original.alpha is not None:
+        assert np.array_equal(pixels[:, :, -1], original.alpha)
+
+
+def test_apply_delta_adds_exactly_and_clips_to_eps() -> None:
+    original = load_image(io.BytesIO(_encode(Image.new("RGB", (10, 7), (100, 100, 100)))))
+    delta = np.zeros((3, R, R), np.float32)
+    delta[0] = 4 / 255
+    delta[1] = -1.0  # far beyond eps: clipped to -eps
+    out = apply_delta(original, delta, 8)
+    assert out[:, :, 0].tolist() == [[104] * 10] * 7
+    assert out[:, :, 1].tolist() == [[92] * 10] * 7
+    assert out[:, :, 2].tolist() == [[100] * 10] * 7
+
+
+def test_gray_source_stays_gray_with_mean_delta() -> None:
+    original = load_image(io.BytesIO(_encode(Image.new("L", (5, 5), 50))))
+    delta = np.stack([np.full((R, R), v / 255, np.float32) for v in (6, 0, 3)])
+    out = apply_delta(original, delta, 8)
+    assert np.all(out == 53)  # mean of (6, 0, 3) on every channel
+
+
+def test_delta_is_resized_to_the_image() -> None:
+    original = load_image(io.BytesIO(_encode(Image.new("RGB", (64, 20), (128, 128, 128)))))
+    delta = np.zeros((3, R, R), np.float32)
+    delta[:, :, : R // 2] = 8 / 255  # left half up, right half unchanged
+    out = apply_delta(original, delta, 8).astype(int) - 128
+    assert out.shape == (20, 64, 3)
+    assert np.all(out[:, :28] == 8) and np.all(out[:, 36:] == 0)
+
+
+def _encode(im: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> DatasetIndex:
+    return open_dataset(SAMPLES / "cifar10-train.zip", tmp_path_factory.mktemp("work"))
+
+
+def test_protected_zip_of_samples(samples: DatasetIndex, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = len(samples.entries)
+    delta = random_delta(rng, n, 8).astype(np.float16)
+    targets = (np.array([e.label for e in samples.entries]) + 5) % 10
+    out = tmp_path / "out" / "protected.zip"
+    calls: list[tuple[str, int, int]] = []
+    manifest = write_protected_zip(
+        samples, delta, out, 8, report={"seed": 0}, targets=targets, progress=lambda *a: calls.append(a)
+    )
+    assert calls[-1] == ("package", n, n)
+    assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        assert names == {e.path for e in samples.entries} | {"manifest.json", "report.json"}
+        assert json.loads(zf.read("manifest.json")) == manifest
+        report = json.loads(zf.read("report.json"))
+        assert report["seed"] == 0 and report["warnings"] == []
+        assert report["output"]["files"] == n and report["output"]["max_linf"] <= 8
+        for i in rng.choice(n, 20, replace=False):
+            entry, item = samples.entries[i], manifest[i]
+            original = np.asarray(Image.open(samples.root / entry.path).convert("RGB")).astype(int)
+            protected = np.asarray(Image.open(io.BytesIO(zf.read(item["output_path"])))).astype(int)
+            diff = np.abs(protected - original)
+            assert protected.shape == original.shape and diff.max() <= 8
+            assert item["original_path"] == item["output_path"] == entry.path
+            assert (item["original_format"], item["width"], item["height"]) == ("PNG", 32, 32)
+            assert item["linf"] == diff.max() and item["mean_abs"] == pytest.approx(diff.mean(), abs=1e-3)
+            assert 30 < item["psnr"] < 100 and 0 < item["ssim"] < 1
+            assert item["class"] == entry.class_name
+            assert item["target_class"] == samples.classes[(entry.label + 5) % 10]
+
+
+def _mixed_dataset(tmp_path: Path) -> DatasetIndex:
+    rng = np.random.default_rng(1)
+    colour = Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8))
+    files = {
+        "cat/a.png": _encode(colour),
+        "cat/a.jpg": _encode(colour, "JPEG", quality=95),
+        "cat/b.gif": _encode(colour.quantize(32), "GIF"),
+        "dog/c.webp": _encode(colour, "WEBP", lossless=True),
+        "dog/gray.tif": _encode(colour.convert("L"), "TIFF"),
+    }
+    upload = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return open_dataset(upload, tmp_path / "work")
+
+
+def test_png_output_renames_extensions_and_resolves_clashes(tmp_path: Path) -> None:
+    index = _mixed_dataset(tmp_path)
+    out = tmp_path / "p.zip"
+    manifest = write_protected_zip(index, random_delta(np.random.default_rng(2), len(index.entries), 4), out, 4)
+    mapping = {m["original_path"]: m["output_path"] for m in manifest}
+    assert mapping == {
+        "cat/a.jpg": "cat/a.jpg.png",
+        "cat/a.png": "cat/a.png",
+        "cat/b.gif": "cat/b.png",
+        "dog/c.webp": "dog/c.png",
+        "dog/gray.tif": "dog/gray.png",
+    }
+    with zipfile.ZipFile(out) as zf:
+        assert Image.open(io.BytesIO(zf.read("dog/gray.png"))).mode == "L"
+        warnings = json.loads(zf.read("report.json"))["warnings"]
+    assert any("cat/a.jpg -> cat/a.jpg.png" in w for w in warnings)
+    assert all(m["linf"] <= 4 for m in manifest)
+
+
+def test_keep_format_writes_original_formats_and_warns(tmp_path: Path) -> None:
+    index = _mixed_dataset(tmp_path)
+    cfg = ProtectConfig(eps=8, output_format="keep", jpeg_quality=90)
+    out = tmp_path / "k.zip"
+    manifest = write_protected_zip(index, random_delta(np.random.default_rng(3), len(index.entries), 8), out, cfg)
+    by_path = {m["original_path"]: m for m in manifest}
+    assert by_path["cat/a.jpg"]["output_path"] == "cat/a.jpg" and by_path["cat/a.jpg"]["output_format"] == "JPEG"
+    assert by_path["dog/gray.tif"]["output_path"] == "dog/gray.tif"
+    assert by_path["cat/b.gif"]["output_format"] == "PNG"  # GIF palettes cannot carry the perturbation
+    with zipfile.ZipFile(out) as zf:
+        assert Image.open(io.BytesIO(zf.read("cat/a.jpg"))).format == "JPEG"
+        report = json.loads(zf.read("report.json"))
+    assert any("lossy" in w and "weakens protection" in w for w in report["warnings"])
+    assert any("GIF" in w for w in report["warnings"])
+
+
+def test_plan_output_paths_is_case_insensitive(tmp_path: Path) -> None:
+    index = _mixed_dataset(tmp_path)
+    entries = [e for e in index.entries if e.path in ("cat/a.jpg", "cat/a.png")]
+    upper = [type(e)(**{**e.__dict__, "path": e.path.replace("a.png", "A.PNG")}) for e in entries]
+    assert plan_output_paths(upper, "png") == ["cat/a.jpg.png", "cat/A.PNG"]
+
+
+def test_failure_leaves_no_partial_zip(tmp_path: Path) -> None:
+    index = _mixed_dataset(tmp_path)
+    (index.root / index.entries[-1].path).unlink()  # the last image disappears mid-run
+    out = tmp_path / "out" / "p.zip"
+    with pytest.raises(Exception):
+        write_protected_zip(index, random_delta(np.random.default_rng(4), len(index.entries), 8), out, 8)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_delta_shape_checked(samples: DatasetIndex, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="delta"):
+        write_protected_zip(samples, np.zeros((3, 3, R, R), np.float32), tmp_path / "p.zip", 8)
+
+
+def test_previews(samples: DatasetIndex, tmp_path: Path) -> None:
+    delta = random_delta(np.random.default_rng(5), len(samples.entries), 8)
+    items = write_previews(samples, delta, tmp_path / "previews", 8, count=6)
+    assert len(items) == 6 and len({it["class"] for it in items}) == 6
+    assert json.loads((tmp_path / "previews" / "previews.json").read_text()) == items
+    for it in items:
+        for kind in ("original", "protected", "delta"):
+            im = Image.open(tmp_path / "previews" / it[kind])
+            assert min(im.size) >= 128
+        d = np.asarray(Image.open(tmp_path / "previews" / it["delta"])).astype(int)
+        assert d.min() >= 0 and d.max() <= 255 and d.std() > 10  # amplified: clearly visible
+        assert 0 < it["ssim"] < 1
