@@ -1,7 +1,6 @@
 """Jobs: upload a dataset to protect, follow the run, download the result."""
 
 import json
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
@@ -14,8 +13,6 @@ from app.api.upload_limit import UploadLimitRoute
 from app.db_models import Job, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=UploadLimitRoute)
 
@@ -61,14 +58,21 @@ def submit(job_id: str) -> str:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable: {exc}") from exc
 
 
-def ask_worker_to_cancel(job_id: str) -> None:
-    """Tell the workers to stop the job (the database flag is what they obey; this only speeds it up)."""
+def request_cancel(session: SessionDep, job: Job) -> None:
+    """Cancel through the pipeline (a queued job ends at once, a running one is asked to stop and
+    its tasks end it); without the pipeline, mark the job cancelled here."""
     try:
         from worker.pipeline import cancel_job
-
-        cancel_job(job_id)
-    except Exception as exc:  # the flag in the database still stops the job
-        log.warning("could not signal cancellation of job %s: %s", job_id, exc)
+    except ImportError:
+        job.cancel_requested = True
+        job.status = "cancelled"
+        job.eta_seconds = None
+        job.finished_at = utcnow()
+        session.commit()
+        storage.remove_partial_files(job.id)
+        return
+    session.commit()
+    cancel_job(job.id)
 
 
 @router.post(
@@ -201,19 +205,13 @@ def get_preview(session: SessionDep, owner: CurrentOwner, job_id: str, name: str
 
 @router.post("/{job_id}/cancel", responses={404: {"model": Message}, 409: {"model": Message}})
 def cancel(session: SessionDep, owner: CurrentOwner, job_id: str) -> JobPublic:
-    """Cancel a queued or running job and remove its partial results (the upload is kept until deletion)."""
+    """Cancel a job: a queued job ends at once, a running one within seconds; partial results are removed."""
     job = owned_job(session, owner, job_id)
     if job.finished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job already {job.status}")
-    job.cancel_requested = True
-    job.status = "cancelled"
-    job.eta_seconds = None
-    job.finished_at = utcnow()
-    session.commit()
-    ask_worker_to_cancel(job.id)
-    storage.remove_partial_files(job.id)
-    session.refresh(job)
-    return job_public(job)
+    request_cancel(session, job)
+    session.expire_all()
+    return job_public(owned_job(session, owner, job_id))
 
 
 @router.delete(
