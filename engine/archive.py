@@ -12,6 +12,8 @@ This module is deliberately torch-free: the web API validates uploads with it.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import os
 import shutil
 import stat
@@ -152,20 +154,19 @@ def _zip_entries(zf: zipfile.ZipFile, limits: Limits) -> list[tuple[zipfile.ZipI
     compressed_total = 0
     for info in zf.infolist():
         name = info.filename
-        rel = safe_relpath(name)
-        mode = info.external_attr >> 16
-        kind = stat.S_IFMT(mode)
+        kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise DatasetError(f"archive entry {name!r} is a symbolic link; links are not allowed", [name])
         if info.is_dir() or kind == stat.S_IFDIR:
-            continue
+            continue  # folders are created from the file paths, never from entries
+        rel = safe_relpath(name)
         if kind not in (0, stat.S_IFREG):
             raise DatasetError(f"archive entry {name!r} is not a regular file (device, fifo or socket)", [name])
         if is_junk(rel):
             continue
         if info.flag_bits & 0x1:
             raise DatasetError(f"archive entry {name!r} is encrypted; upload an unencrypted archive", [name])
-        key = str(rel).lower()
+        key = str(rel)
         if key in seen:
             raise DatasetError(f"archive entry {name!r} appears more than once", [name])
         seen.add(key)
@@ -212,18 +213,18 @@ def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) ->
             seen: set[str] = set()
             for member in _tar_members(tf):
                 name = member.name
-                rel = safe_relpath(name)
                 if member.issym() or member.islnk():
                     raise DatasetError(f"archive entry {name!r} is a link; links are not allowed", [name])
                 if member.isdir():
-                    continue
+                    continue  # folders (including "./") are created from the file paths
+                rel = safe_relpath(name)
                 if not member.isreg() or member.issparse():
                     raise DatasetError(
                         f"archive entry {name!r} is not a regular file (device, fifo or other special type)", [name]
                     )
                 if is_junk(rel):
                     continue
-                key = str(rel).lower()
+                key = str(rel)
                 if key in seen:
                     raise DatasetError(f"archive entry {name!r} appears more than once", [name])
                 seen.add(key)
@@ -238,7 +239,7 @@ def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) ->
                     raise DatasetError(f"archive entry {member.name!r} has no data", [member.name])
                 with stream:
                     _copy_entry(stream, dest, rel, member.name, real, member.size)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
         raise DatasetError(f"{source.name} is a damaged or unsupported tar archive: {exc}", [source.name]) from exc
 
 

@@ -130,11 +130,14 @@ def open_dataset(
 
     Raises DatasetError (or LimitExceeded) naming the bad files; with ``skip_invalid``
     bad files are left out and listed in ``skipped`` instead. On error, whatever was
-    extracted is removed again.
+    extracted is removed again; a ``dataset`` folder left by an interrupted earlier run
+    is replaced, so a retried job starts cleanly.
     """
     source = Path(source)
     dest = Path(workdir) / "dataset"
     extracted = not source.is_dir()
+    if extracted and dest.exists():
+        shutil.rmtree(dest)  # left over from an interrupted run: start again from the archive
     try:
         root = extract_archive(source, dest, limits)
         return _index(root, limits, skip_invalid, progress or no_progress)

@@ -75,6 +75,22 @@ def test_tar_gz_extracts(tmp_path: Path) -> None:
     assert (root / "dog" / "2.png").read_bytes() == b"de"
 
 
+def test_tar_of_current_folder_extracts(tmp_path: Path) -> None:
+    """``tar czf data.tgz .`` starts with a "./" folder entry, which is harmless."""
+    src = make_tar(tmp_path / "a.tgz", [(tar_file("./", tarfile.DIRTYPE), None), (tar_file("./cat/1.png"), b"a")])
+    root = extract_archive(src, tmp_path / "out")
+    assert (root / "cat" / "1.png").read_bytes() == b"a"
+
+
+def test_duplicate_entry_refused(tmp_path: Path) -> None:
+    src = tmp_path / "a.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("cat/1.png", b"a")
+        with pytest.warns(UserWarning):
+            zf.writestr("cat/1.png", b"b")
+    refuse(src, tmp_path / "out", "cat/1.png")
+
+
 def test_folder_source_is_used_in_place(tmp_path: Path) -> None:
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "1.png").write_bytes(b"x")

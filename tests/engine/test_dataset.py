@@ -114,6 +114,14 @@ def test_macos_junk_is_ignored(tmp_path: Path) -> None:
     assert [e.path for e in index.entries] == ["cat/1.png", "dog/2.png"] and index.skipped == []
 
 
+def test_leftover_extraction_is_replaced(tmp_path: Path) -> None:
+    stale = tmp_path / "work" / "dataset" / "old"
+    stale.mkdir(parents=True)
+    (stale / "x.png").write_bytes(png())
+    index = open_dataset(make_zip(tmp_path / "d.zip", {"cat/1.png": png(), "dog/2.png": png()}), tmp_path / "work")
+    assert index.classes == ["cat", "dog"] and not stale.exists()
+
+
 def test_folder_source(tmp_path: Path) -> None:
     for name in ("cat/1.png", "dog/2.png"):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
