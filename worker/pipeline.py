@@ -60,3 +60,27 @@ def revoke_job_tasks(job_id: str, shards: Iterable[int] = ()) -> None:
         celery_app.control.revoke(ids)
     except Exception as exc:  # a missed revoke only costs a task that exits at once
         log.warning("could not revoke the tasks of job %s: %s", job_id, exc)
+
+
+def dispatch_next(job_id: str) -> list[str]:
+    """Send the task(s) of the job's first unfinished stage (one per unfinished crafting shard),
+    or the finaliser when every stage is done. Returns the task ids sent."""
+    from worker import state
+    from worker.plan import next_stage
+
+    job = state.load_job(job_id)
+    if job is None or state.is_finished(job.status):
+        return []
+    stage = next_stage(job.params, state.done_stages(job_id))
+    if stage is None:
+        return [send_stage(job_id, "finalize")]
+    if stage != "craft":
+        return [send_stage(job_id, stage)]
+    shards = state.unfinished_shards(job_id)
+    if shards:
+        return [send_stage(job_id, "craft", i) for i in shards]
+    if state.shard_images(job_id)[1]:
+        # Every shard is done but the stage's own mark was lost; whoever sets it goes on.
+        return dispatch_next(job_id) if state.finish_stage(job_id, "craft") else []
+    state.fail_job(job_id, "craft", "no crafting shards were planned for this job")
+    return []

@@ -16,6 +16,9 @@ class WorkerSettings(BaseSettings):
     # A running job whose heartbeat is older than this is presumed orphaned (its worker died)
     # and its unfinished stage or shards are sent again. Heartbeats are written every lease/4 s.
     worker_lease_seconds: float = Field(default=120.0, gt=0)
+    # A job with no running work and no heartbeat for this many leases is presumed to have lost
+    # its next task (e.g. the broker was down when it was sent) and that task is sent again.
+    idle_lease_factor: float = Field(default=10.0, ge=1)
     # How often a worker looks for orphaned jobs.
     sweep_interval_seconds: float | None = Field(default=None, gt=0)
     # Redis: how long a delivered but unacknowledged task stays invisible before the broker

@@ -1,0 +1,196 @@
+"""Running one stage (or one crafting shard) of a job with all the bookkeeping around it.
+
+The tasks in ``worker.tasks`` hand a pure engine call to ``run_stage``/``run_shard``, which:
+claim the work in the database (skipping finished or busy work on redelivery), keep a
+heartbeat, report throttled progress, turn exceptions into a failed job, honour cancel
+requests, mark the work done and send the next stage.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from worker import state
+from worker.plan import progress_before, stage_order, stage_weights
+from worker.progress import StageProgress, StopFlag, heartbeat
+from worker.settings import get_worker_settings
+
+if TYPE_CHECKING:
+    from engine.config import ProtectConfig
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["done", "skipped", "busy", "stopped", "cancelled", "failed", "missing"]
+
+
+@dataclass
+class StageContext:
+    """What an engine call needs: the job's folder, its config and a progress callback."""
+
+    job_id: str
+    dir: Path
+    cfg: "ProtectConfig"
+    params: dict[str, Any]
+    progress: StageProgress
+
+
+# A stage's work returns values to store on the Job row (dataset_summary, metrics...), or None.
+Work = Callable[[StageContext], dict[str, Any] | None]
+
+
+def error_message(exc: BaseException) -> str:
+    """The text shown to the user: the dataset error as is, anything else with its type."""
+    from engine.errors import DatasetError
+
+    text = str(exc).strip()
+    if isinstance(exc, DatasetError):
+        return text or "the dataset cannot be used"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def cancel_now(job_id: str) -> None:
+    """End the job as cancelled and remove its partial files (safe to repeat)."""
+    state.mark_cancelled(job_id)
+    state.remove_partial_files(job_id)
+
+
+def advance(job_id: str) -> None:
+    """Send the next stage; if the broker is down the lease sweep sends it later."""
+    from worker.pipeline import BrokerUnavailable, dispatch_next
+
+    try:
+        dispatch_next(job_id)
+    except BrokerUnavailable as exc:
+        log.warning("job %s: next stage not sent (%s); it resumes when its lease expires", job_id, exc)
+
+
+def _enter(job_id: str, stage: str) -> tuple[Outcome, state.JobInfo | None]:
+    """Check the job may run and mark it running at ``stage``."""
+    job = state.load_job(job_id)
+    if job is None:
+        return "missing", None
+    if job.cancel_requested and not state.is_finished(job.status):
+        cancel_now(job_id)
+        return "cancelled", None
+    if state.is_finished(job.status):
+        if job.status == "cancelled":
+            state.remove_partial_files(job_id)  # in case a late task wrote files after the cancel
+        return "stopped", None
+    if stage not in stage_order(job.params):
+        return "skipped", None
+    claim = state.start_job(job_id, stage)
+    if claim != "run":
+        return ("missing" if claim == "missing" else "stopped"), None
+    state.ensure_stage_rows(job_id, stage_order(job.params))
+    return "done", state.load_job(job_id)
+
+
+def _execute(
+    job: state.JobInfo, stage: str, work: Work, offset: int = 0, span: int = 1, total: int = 1
+) -> tuple[Outcome, dict[str, Any] | None]:
+    """Run ``work`` under a heartbeat with progress, mapping how it ended to an outcome."""
+    from app.storage import job_dir
+    from engine.config import ProtectConfig
+
+    settings = get_worker_settings()
+    flag = StopFlag()
+    weights = stage_weights(job.params)
+    progress = StageProgress(
+        job.id,
+        stage,
+        base=progress_before(job.params, stage),
+        weight=weights.get(stage, 0.0),
+        started_at=job.started_at,
+        flag=flag,
+        interval=settings.progress_interval_seconds,
+        offset=offset,
+        span=span,
+        total=total,
+    )
+    try:
+        cfg = ProtectConfig.from_dict(job.params)
+        ctx = StageContext(job.id, job_dir(job.id), cfg, job.params, progress)
+        with heartbeat(job.id, flag, settings.heartbeat_seconds):
+            progress.report(progress.stage_fraction(0, 1))
+            values = work(ctx)
+            flag.check()
+        return "done", values
+    except state.JobCancelled:
+        log.info("job %s cancelled during %s", job.id, stage)
+        cancel_now(job.id)
+        return "cancelled", None
+    except state.JobStopped:
+        return "stopped", None
+    except Exception as exc:
+        log.exception("job %s failed in %s", job.id, stage)
+        if not state.fail_job(job.id, stage, error_message(exc)):
+            now = state.load_job(job.id)
+            if now is not None and now.cancel_requested:
+                cancel_now(job.id)  # the failure came from the cancel (files removed under us)
+                return "cancelled", None
+        return "failed", None
+
+
+def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
+    """Run a whole-job stage once, however often its task is delivered."""
+    outcome, job = _enter(job_id, stage)
+    if job is None:
+        return outcome
+    settings = get_worker_settings()
+    claim = state.claim_stage(job_id, stage, settings.worker_lease_seconds, settings.max_stage_attempts)
+    if claim == "done":
+        return "skipped"
+    if claim == "busy":
+        return "busy"
+    if claim == "exhausted":
+        state.fail_job(
+            job_id,
+            stage,
+            f"the {stage} stage was interrupted {settings.max_stage_attempts} times "
+            "(its worker process died; out of memory?)",
+        )
+        return "failed"
+    outcome, values = _execute(job, stage, work)
+    if outcome == "done" and state.finish_stage(job_id, stage, values):
+        advance(job_id)
+    return outcome
+
+
+def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], None]) -> Outcome:
+    """Craft one shard once; the task that finishes the last shard sends the next stage."""
+    outcome, job = _enter(job_id, "craft")
+    if job is None:
+        return outcome
+    claim, span = state.claim_shard(job_id, index, get_worker_settings().worker_lease_seconds)
+    if claim != "run" or span is None:
+        return {"done": "skipped", "busy": "busy"}.get(claim, "missing")  # type: ignore[return-value]
+    start, stop = span
+    done_images, total_images = state.shard_images(job_id)
+    outcome, _ = _execute(
+        job, "craft", lambda ctx: work(ctx, start, stop), offset=done_images, span=stop - start, total=total_images
+    )
+    if outcome == "done":
+        if state.finish_shard(job_id, index):
+            advance(job_id)
+    elif outcome == "stopped":
+        state.release_shard(job_id, index)
+    return outcome
+
+
+def finalize(job_id: str) -> Outcome:
+    """The last task: every stage done -> ``succeeded``; a late cancel request still wins."""
+    job = state.load_job(job_id)
+    if job is None:
+        return "missing"
+    if state.is_finished(job.status):
+        return "stopped"
+    if set(stage_order(job.params)) - state.done_stages(job_id):
+        advance(job_id)  # sent too early (should not happen): run what is left first
+        return "skipped"
+    result = state.finish_job(job_id)
+    if result == "cancelled":
+        state.remove_partial_files(job_id)
+        return "cancelled"
+    return "done" if result == "succeeded" else "stopped"
