@@ -205,3 +205,10 @@ def test_metrics_identical_and_tiny_images() -> None:
         assert psnr(a, a) == PSNR_IDENTICAL and ssim(a, a) == pytest.approx(1.0)
         assert np.isfinite(psnr(a, b)) and psnr(a, b) < PSNR_IDENTICAL
         assert ssim(a, b) <= 1.0
+
+
+def test_gray_palette_is_gray() -> None:
+    im = Image.fromarray(noise(6, 5, 1)[:, :, 0], "L").convert("P")
+    loaded = load_image(io.BytesIO(encode(im, "PNG").getvalue()))
+    assert loaded.gray and loaded.mode == "P"
+    assert np.array_equal(loaded.rgb[:, :, 0], np.asarray(im.convert("L")))
