@@ -23,9 +23,16 @@ SERVICE_ENV = (
 
 
 def reload_settings() -> None:
-    """Apply changed ``SEPGUARD_*`` variables."""
+    """Apply changed ``SEPGUARD_*`` variables (database and broker included)."""
     get_settings.cache_clear()
     dispose_engines()
+    try:
+        from worker.celery_app import celery_app, configure
+    except ImportError:
+        return
+    configure()
+    celery_app.close()  # pooled connections still point at the previous broker
+    celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture
