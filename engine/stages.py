@@ -90,7 +90,20 @@ def find_upload(job_dir: Path) -> Path:
 
 
 def load_index(job_dir: Path) -> DatasetIndex:
-    return DatasetIndex.load(job_dir / INDEX)
+    """The job's DatasetIndex, its root resolved inside ``job_dir`` (stored relative, so a job
+    folder on shared storage works wherever it is mounted)."""
+    index = DatasetIndex.load(job_dir / INDEX)
+    if not index.root.is_absolute():
+        index.root = job_dir / index.root
+    return index
+
+
+def save_index(job_dir: Path, index: DatasetIndex) -> None:
+    root = index.root
+    if root.is_absolute() and root.resolve().is_relative_to(job_dir.resolve()):
+        index.root = root.resolve().relative_to(job_dir.resolve())
+    index.save(job_dir / INDEX)  # atomic
+    index.root = root
 
 
 def load_working(job_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,8 +132,7 @@ def ingest(
             index = load_index(job_dir)
         else:
             index = open_dataset(source or find_upload(job_dir), job_dir, limits or Limits(), skip_invalid, progress)
-            with atomic_path(job_dir / INDEX) as tmp:
-                index.save(tmp)
+            save_index(job_dir, index)
         if not (job_dir / WORKING).exists():
             images, labels = load_working_set(index, cfg.resolution, progress)
             with atomic_path(job_dir / WORKING) as tmp:

@@ -1,0 +1,55 @@
+"""Shared helpers of the benchmarks: machine description and result files."""
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(os.environ.get("SEPGUARD_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPU model and cores, GPU name if any, torch version."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent, check=False
+        ).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+def write_result(name: str, data: dict[str, Any], markdown: str) -> Path:
+    """bench/results/<name>.json and .md, stamped with the machine and the time."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+    m = data["machine"]
+    header = f"Machine: {m.get('gpu') or m['cpu']} ({m['cores']} cores, torch {m['torch']}), {data['date']}\n\n"
+    (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{header}{markdown}\n")
+    return RESULTS / f"{name}.json"
