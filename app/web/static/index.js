@@ -15,7 +15,9 @@
   const statusBlock = document.getElementById("upload-status");
   const bar = document.getElementById("upload-progress");
   const pct = document.getElementById("upload-percent");
-  const maxBytes = Number(form.dataset.maxBytes) || Infinity;
+  // form.dataset would be the input named "dataset" (named form controls shadow properties)
+  const maxBytes = Number(form.getAttribute("data-max-bytes")) || Infinity;
+  const apiUrl = form.getAttribute("data-api");
 
   function showError(message) {
     errorBox.textContent = message || "";
@@ -124,7 +126,7 @@
     statusBlock.hidden = false;
 
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.dataset.api);
+    xhr.open("POST", apiUrl);
     xhr.withCredentials = true;
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", function (ev) {

@@ -17,7 +17,10 @@
 
   /* ---------- helpers for rendering whatever structure the metrics have ---------- */
   const LABELS = {
-    arch: "Architecture", clean_acc: "Trained on originals", protected_acc: "Trained on protected",
+    arch: "Model", clean_acc: "Trained on originals", protected_acc: "Trained on protected",
+    mean_clean_acc: "Mean accuracy, trained on originals", mean_protected_acc: "Mean accuracy, trained on protected",
+    test_images: "Held-out test images", holdout_images: "Held-out images", archs: "Models", width: "Width",
+    settings: "Victim training", victims: "Victim models",
     defence: "Defence", defense: "Defence", psnr: "PSNR", ssim: "SSIM", mean_psnr: "Mean PSNR",
     mean_ssim: "Mean SSIM", linf: "ℓ∞", mean_abs: "Mean |δ|", epochs: "Epochs", seed: "Seed",
   };
@@ -52,9 +55,15 @@
     return Array.isArray(v) && v.length > 0 && v.every(function (x) { return x && typeof x === "object" && !Array.isArray(x); });
   }
 
+  const FIRST_COLUMNS = ["arch", "defense", "defence", "clean_acc", "protected_acc"];
+
   function table(rows, caption) {
     const cols = [];
     rows.forEach(function (r) { Object.keys(r).forEach(function (k) { if (cols.indexOf(k) < 0) cols.push(k); }); });
+    cols.sort(function (a, b) {
+      const ia = FIRST_COLUMNS.indexOf(a), ib = FIRST_COLUMNS.indexOf(b);
+      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
+    });
     const hasDrop = cols.indexOf("clean_acc") >= 0 && cols.indexOf("protected_acc") >= 0;
     const head = el("tr", null);
     cols.forEach(function (c) {
@@ -81,12 +90,13 @@
   }
 
   /* Render an object: scalars as a definition list, lists of rows as tables, nested objects as sub-sections. */
-  function renderObject(obj, depth) {
+  function renderObject(obj, depth, skip) {
     const frag = document.createDocumentFragment();
     const scalars = el("dl", { class: "stats" });
     let nScalars = 0;
     const blocks = [];
     Object.keys(obj).forEach(function (key) {
+      if (skip && skip.indexOf(key) >= 0) return;
       const v = obj[key];
       if (isRowList(v)) {
         blocks.push([key, table(v, label(key))]);
@@ -99,7 +109,7 @@
     });
     if (nScalars) frag.append(scalars);
     blocks.forEach(function (b) {
-      frag.append(el(depth === 0 ? "h3" : "h4", null, b[0] === "victims" ? "Victim models" : label(b[0])));
+      frag.append(el(depth === 0 ? "h3" : "h4", null, label(b[0])));
       frag.append(b[1]);
     });
     return frag;
@@ -109,7 +119,19 @@
     const section = $("metrics-section");
     if (!metrics || typeof metrics !== "object" || !Object.keys(metrics).length) { section.hidden = true; return; }
     const box = $("metrics");
-    box.replaceChildren(renderObject(metrics, 0));
+    box.replaceChildren();
+    const skip = [];
+    if (metrics.holdout_images !== undefined && metrics.holdout_images === metrics.test_images) skip.push("holdout_images");
+    const clean = Number(metrics.mean_clean_acc), prot = Number(metrics.mean_protected_acc);
+    if (metrics.mean_clean_acc !== undefined && metrics.mean_protected_acc !== undefined && isFinite(clean) && isFinite(prot)) {
+      const scale = clean <= 1 && prot <= 1 ? 100 : 1;
+      box.append(el("p", { class: "headline", id: "metrics-headline" },
+        "Models trained on the protected images reach ", el("strong", null, fmt("acc", prot)),
+        " accuracy on unseen originals, against ", el("strong", null, fmt("acc", clean)),
+        " when trained on the originals (" + ((prot - clean) * scale >= 0 ? "+" : "") + ((prot - clean) * scale).toFixed(1) + " points)."));
+      skip.push("mean_clean_acc", "mean_protected_acc");
+    }
+    box.append(renderObject(metrics, 0, skip));
     section.hidden = false;
   }
 
@@ -121,16 +143,17 @@
     const section = $("dataset-section");
     if (!summary || typeof summary !== "object" || !Object.keys(summary).length) { section.hidden = true; return; }
     const dl = el("dl", { class: "stats" });
-    function add(term, text) { dl.append(el("div", null, el("dt", null, term), el("dd", null, text))); }
+    function add(term, text, wide) { dl.append(el("div", { class: wide ? "wide" : null }, el("dt", null, term), el("dd", null, text))); }
     const done = {};
+    let classesText = null;
     const count = sg.imageCount(summary);
     if (count !== null) { add("Images", String(count)); done.num_images = true; }
     if (Array.isArray(summary.classes)) {
       const names = summary.classes.map(function (c) {
         return c && typeof c === "object" ? (c.name + (c.count !== undefined ? " (" + c.count + ")" : "")) : String(c);
       });
-      add("Classes (" + names.length + ")", names.slice(0, 30).join(", ") + (names.length > 30 ? ", …" : ""));
       done.classes = done.num_classes = true;
+      classesText = ["Classes (" + names.length + ")", names.slice(0, 50).join(", ") + (names.length > 50 ? ", …" : "")];
     }
     if (Array.isArray(summary.min_size) && Array.isArray(summary.max_size)) {
       const a = summary.min_size.join("×"), b = summary.max_size.join("×");
@@ -144,6 +167,7 @@
       if (isRowList(v)) return;
       add(label(key), fmt(key, v));
     });
+    if (classesText) add(classesText[0], classesText[1], true);
     $("dataset-summary").replaceChildren(dl);
     section.hidden = false;
   }
