@@ -63,6 +63,11 @@ celery_app = Celery("sepguard", include=["worker.tasks"])
 def configure(settings: Settings | None = None) -> Celery:
     """(Re)apply the settings, e.g. after a test changed the ``SEPGUARD_*`` environment."""
     celery_app.conf.update(build_config(settings or get_settings()))
+    # Connections pooled for the previous broker URL must not be reused.
+    celery_app._pool = None
+    amqp = celery_app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
     return celery_app
 
 

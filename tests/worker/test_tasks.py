@@ -1,0 +1,138 @@
+"""The stage tasks called directly, following exactly what the pipeline queues."""
+
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.core.db import session_scope
+from app.db_models import Job, JobShard, JobStage
+from app.storage import job_dir
+from tests.worker.helpers import check_protected_zip
+from worker import runner, state, tasks
+from worker.pipeline import submit_job
+from worker.runner import StageContext
+
+Drain = Callable[..., list[tuple[str, list[Any], str]]]
+
+
+def job_row(job_id: str) -> Job:
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        s.expunge(job)
+        return job
+
+
+def test_pipeline_runs_every_stage_once_and_shards_fan_in(
+    make_job: Callable[..., str], drain: Drain, queued: Callable[[], list[Any]]
+) -> None:
+    job_id = make_job(n=40)
+    assert submit_job(job_id) == f"{job_id}-ingest"
+
+    ran = drain(2)  # ingest, train
+    assert [(name, outcome) for name, _, outcome in ran] == [("sepguard.ingest", "done"), ("sepguard.train", "done")]
+    checkpoints = job_dir(job_id) / "checkpoints.pt"
+    mtime = checkpoints.stat().st_mtime_ns
+    # A redelivered stage is skipped: no new work, no second "next stage".
+    assert tasks.train_task.run(job_id) == "skipped"
+    assert checkpoints.stat().st_mtime_ns == mtime
+    assert [name for _, name, _ in queued()] == ["sepguard.means"]
+
+    ran += drain()
+    assert [name for name, _, _ in ran] == [
+        "sepguard.ingest",
+        "sepguard.train",
+        "sepguard.means",
+        "sepguard.craft_shard",
+        "sepguard.craft_shard",
+        "sepguard.craft_shard",
+        "sepguard.package",
+        "sepguard.finalize",
+    ]
+    assert all(outcome == "done" for _, _, outcome in ran)
+    assert sorted(args[1] for name, args, _ in ran if name == "sepguard.craft_shard") == [0, 1, 2]
+
+    job = job_row(job_id)
+    assert job.status == "succeeded" and job.progress == 1.0 and job.error is None
+    assert job.dataset_summary["num_images"] == 40
+    with session_scope() as s:
+        stages = {r.name: r.status for r in s.query(JobStage).filter_by(job_id=job_id)}
+        shards = [(r.start, r.stop, r.status) for r in s.query(JobShard).filter_by(job_id=job_id).order_by(JobShard.index)]
+    assert stages == dict.fromkeys(["ingest", "train", "means", "craft", "package"], "done")
+    assert shards == [(0, 16, "done"), (16, 32, "done"), (32, 40, "done")]
+    report = check_protected_zip(job_dir(job_id) / "upload.zip", job_dir(job_id) / "protected.zip", job.params["eps"])
+    assert report["job"]["id"] == job_id
+    assert tasks.craft_shard_task.run(job_id, 1) == "stopped"  # late duplicates of a finished job do nothing
+
+
+def test_a_bad_dataset_fails_the_job_with_the_file_named(
+    make_job: Callable[..., str], drain: Drain, queued: Callable[[], list[Any]]
+) -> None:
+    job_id = make_job(n=8, classes=2)
+    with zipfile.ZipFile(job_dir(job_id) / "upload.zip", "a") as z:
+        z.writestr("cat/broken.png", b"this is not an image")
+    submit_job(job_id)
+    assert drain() == [("sepguard.ingest", [job_id], "failed")]
+    job = job_row(job_id)
+    assert job.status == "failed" and "broken.png" in (job.error or "")
+    assert queued() == []
+
+
+def test_an_exception_fails_the_job_with_its_text(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:
+    job_id = make_job()
+
+    def work(ctx: StageContext) -> None:
+        raise RuntimeError("the GPU caught fire")
+
+    assert runner.run_stage(job_id, "ingest", work) == "failed"
+    job = job_row(job_id)
+    assert job.status == "failed" and job.error == "RuntimeError: the GPU caught fire"
+    with session_scope() as s:
+        assert s.query(JobStage).filter_by(job_id=job_id, name="ingest").one().status == "failed"
+    assert queued() == []
+
+
+def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Callable[..., str]) -> None:
+    job_id = make_job()
+    (job_dir(job_id) / "working.npz").write_bytes(b"partial")
+    calls = 0
+
+    def work(ctx: StageContext) -> None:
+        nonlocal calls
+        assert state.request_cancel(ctx.job_id) == "requested"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            calls += 1
+            ctx.progress("train", calls, 10_000)
+            time.sleep(0.01)
+        raise AssertionError("the cancel was not noticed")
+
+    assert runner.run_stage(job_id, "train", work) == "cancelled"
+    job = job_row(job_id)
+    assert job.status == "cancelled" and job.finished_at is not None
+    assert not (job_dir(job_id) / "working.npz").exists()
+    assert (job_dir(job_id) / "upload.zip").exists()
+
+
+def test_a_cancelled_job_runs_no_further_stage(make_job: Callable[..., str], drain: Drain) -> None:
+    job_id = make_job(n=8, classes=2)
+    submit_job(job_id)
+    assert drain(1) == [("sepguard.ingest", [job_id], "done")]
+    assert state.request_cancel(job_id) == "requested"
+    assert drain() == [("sepguard.train", [job_id], "cancelled")]
+    assert job_row(job_id).status == "cancelled"
+    assert sorted(os.listdir(job_dir(job_id))) == ["index.json", "upload.zip"]
+
+
+def test_unrequested_evaluation_is_skipped(make_job: Callable[..., str]) -> None:
+    job_id = make_job()
+    assert tasks.evaluate_task.run(job_id) == "skipped"
+    assert job_row(job_id).status == "queued"
+
+
+def test_missing_job(data_dir: Path) -> None:
+    assert runner.run_stage("e" * 32, "train", lambda ctx: None) == "missing"
+    assert tasks.finalize_task.run("e" * 32) == "missing"
