@@ -158,13 +158,27 @@ def _eta_text(job: dict[str, Any]) -> str:
     return f"about {minutes // 60} h {minutes % 60} min left"
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _insecure_origin(request: Request) -> bool:
+    """Plain http to a host other than this machine: browsers drop the Secure sign-in cookie there."""
+    host = (request.url.hostname or "").lower()
+    return request.url.scheme == "http" and host not in LOOPBACK_HOSTS and not host.endswith(".localhost")
+
+
+def _login_page(request: Request, error: str | None, target: str | None, status_code: int = 200) -> HTMLResponse:
+    context = {"error": error, "next": target, "insecure_host": _insecure_origin(request) and request.url.hostname}
+    return _page(request, "login.html", context, status_code=status_code)
+
+
 def _sign_in(request: Request, session: SessionDep, settings: Settings, token: str, target: str | None) -> Response:
     token = token.strip()
     if not token or authenticate(session, token) is None:
-        return _page(
+        return _login_page(
             request,
-            "login.html",
-            {"error": "That token is not valid (or has been revoked). Check it and try again.", "next": target},
+            "That token is not valid (or has been revoked). Check it and try again.",
+            target,
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
     response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
@@ -191,7 +205,7 @@ def login(
         return _sign_in(request, session, settings, token, next)
     if _cookie_owner(request, session, settings) is not None:
         return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
-    return _page(request, "login.html", {"error": None, "next": next})
+    return _login_page(request, None, next)
 
 
 @router.post("/login", response_class=HTMLResponse)

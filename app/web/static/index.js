@@ -205,16 +205,22 @@
 
   async function loadJobs() {
     clearTimeout(timer);
-    let body;
+    const page = { items: [], total: null };
     try {
-      body = await sg.api(table.dataset.api + "?limit=" + shown + "&offset=0");
+      /* the API serves at most 100 jobs per request */
+      for (let offset = 0; offset < shown; offset += 100) {
+        const limit = Math.min(100, shown - offset);
+        const part = itemsOf(await sg.api(table.dataset.api + "?limit=" + limit + "&offset=" + offset));
+        page.items = page.items.concat(part.items);
+        page.total = part.total;
+        if (part.items.length < limit) break;
+      }
     } catch (err) {
       jobsError.textContent = "Could not load your jobs: " + err.message;
       timer = setTimeout(loadJobs, 10000);
       return;
     }
     jobsError.textContent = "";
-    const page = itemsOf(body);
     const jobs = page.items.slice(0, shown);
     tbody.replaceChildren();
     if (!jobs.length) {

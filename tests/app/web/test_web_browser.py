@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[3]
 
 MAX_UPLOAD_BYTES = 5_000_000  # the live server's upload limit (see conftest)
 
@@ -330,3 +334,27 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, content: b
     )
     parts.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(parts)
+
+
+def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
+    token = live_server.create_token("many")
+    script = (
+        "import sys\n"
+        "from app.core.db import session_scope\n"
+        "from app.core.security import authenticate\n"
+        "from app.db_models import Job\n"
+        "with session_scope() as s:\n"
+        "    owner = authenticate(s, sys.argv[1])\n"
+        "    s.add_all(Job(owner_id=owner.id, status='failed', error='x', params={}) for _ in range(23))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, token], cwd=ROOT, env=live_server.env, check=True)
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(f"{live_server.base_url}/login?token={token}")
+    rows = page.locator("#jobs-body tr[data-job-id]")
+    rows.first.wait_for()
+    assert rows.count() == 20
+    page.get_by_role("button", name="Show more").click()
+    page.wait_for_function("() => document.querySelectorAll('#jobs-body tr[data-job-id]').length === 23")
+    assert page.get_by_role("button", name="Show more").is_hidden()
+    context.close()

@@ -8,34 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import get_settings
-from app.core.db import dispose_engines, session_scope, upgrade_database
-from app.core.security import create_token
+from app.core.db import session_scope
 from app.db_models import Job
 
 STATIC = Path(__file__).resolve().parents[3] / "app" / "web" / "static"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SEPGUARD_DATA_DIR", str(tmp_path / "data"))
-    for name in ("SEPGUARD_DATABASE_URL", "SEPGUARD_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    dispose_engines()
-    upgrade_database()
-    yield tmp_path / "data"
-    dispose_engines()
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def tokens(data_dir: Path) -> dict[str, str]:
-    with session_scope() as session:
-        return {"alice": create_token(session, "alice", "web"), "bob": create_token(session, "bob", "web")}
-
-
-@pytest.fixture
 def client(data_dir: Path) -> Iterator[TestClient]:
+    """The real application over https (the sign-in cookie is Secure); data_dir and tokens come from tests/app."""
     from app.main import create_app
 
     with TestClient(create_app(), base_url="https://testserver") as c:
@@ -204,3 +185,14 @@ def test_static_files(client: TestClient) -> None:
         assert r.headers["content-type"].startswith(kind)
     assert client.get("/static/routes.py").status_code == 404
     assert client.get("/static/..%2Froutes.py").status_code == 404
+
+
+def test_login_page_warns_when_the_secure_cookie_cannot_stick(data_dir: Path) -> None:
+    from app.main import create_app
+
+    app = create_app()
+    with TestClient(app, base_url="http://192.168.1.20:8000") as plain:
+        assert 'id="insecure-note"' in plain.get("/login").text
+    for base in ("http://127.0.0.1:8000", "http://localhost:8000", "https://sepguard.example.org"):
+        with TestClient(app, base_url=base) as c:
+            assert 'id="insecure-note"' not in c.get("/login").text
