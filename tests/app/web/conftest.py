@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 LOGIN_URL = re.compile(r"(http://\S+?)/login\?token=(\S+)")
 START_SECONDS = 120
-MAX_UPLOAD_BYTES = 5_000_000
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 @dataclass
