@@ -1,4 +1,4 @@
-/* Shared helpers for the sepguard web page (no dependencies). */
+/* Shared utilities for the sepguard web page (no dependencies). */
 "use strict";
 
 window.sg = (function () {

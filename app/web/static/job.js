@@ -15,7 +15,7 @@
   let previewsLoaded = false;
   let stopped = false;
 
-  /* ---------- helpers for rendering whatever structure the metrics have ---------- */
+  /* ---------- rendering whatever structure the metrics have ---------- */
   const LABELS = {
     arch: "Model", clean_acc: "Trained on originals", protected_acc: "Trained on protected",
     mean_clean_acc: "Mean accuracy, trained on originals", mean_protected_acc: "Mean accuracy, trained on protected",
