@@ -29,6 +29,9 @@ __all__ = ["DatasetIndex", "ImageEntry", "Limits", "load_working_set", "open_dat
 
 _MAX_LISTED = 20  # bad files named in one error message; the rest are counted
 _STRAY = "file outside a class folder"
+# sepguard's own top-level files in a protected zip: a protected set can be evaluated
+# (or protected again) as it was downloaded.
+OWN_METADATA = frozenset({"manifest.json", "report.json"})
 _EXPECTED_LAYOUT = "expected one folder per class: <class>/<image> (e.g. cat/001.jpg, dog/002.png)"
 
 
@@ -163,7 +166,7 @@ def _walk(root: Path) -> tuple[list[str], dict[str, list[str]], list[str]]:
                 base = Path(dirpath)
                 found += [(base / f).relative_to(root).as_posix() for f in filenames if not is_junk(f)]
             files[child.name] = sorted(found)
-        else:
+        elif child.name not in OWN_METADATA:
             stray.append(child.name)
     return classes, files, stray
 

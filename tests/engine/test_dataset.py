@@ -208,3 +208,19 @@ def test_no_torch_import() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
+
+
+def test_a_protected_zip_reads_back_as_a_dataset(tmp_path: Path) -> None:
+    """manifest.json and report.json at the top level of sepguard's output are not strays."""
+    import zipfile
+
+    src = tmp_path / "out.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        for cls in ("cat", "dog"):
+            buf = io.BytesIO()
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(buf, "PNG")
+            z.writestr(f"{cls}/a.png", buf.getvalue())
+        z.writestr("manifest.json", "[]")
+        z.writestr("report.json", "{}")
+    index = open_dataset(src, tmp_path / "work")
+    assert [e.path for e in index.entries] == ["cat/a.png", "dog/a.png"]

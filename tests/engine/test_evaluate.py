@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.evaluate import EvalSettings, apply_defense, compare_victims, grayscale, jpeg, parse_defense
+
+
+def test_parse_defense_accepts_known_and_names_unknown() -> None:
+    assert parse_defense("grayscale") == ("grayscale", None)
+    assert parse_defense("jpeg:10") == ("jpeg", 10)
+    for bad in ("jpeg", "jpeg:0", "jpeg:x", "blur"):
+        with pytest.raises(ValueError, match="unknown defence"):
+            parse_defense(bad)
+
+
+def test_grayscale_defence_gives_equal_channels(sample_set) -> None:
+    images, _ = sample_set
+    g = grayscale(images[:4])
+    assert g.shape == images[:4].shape and g.dtype == torch.uint8
+    assert torch.equal(g[:, 0], g[:, 1]) and torch.equal(g[:, 1], g[:, 2])
+
+
+def test_jpeg_defence_removes_small_noise(sample_set) -> None:
+    images, _ = sample_set
+    noise = torch.randint(-8, 9, images[:8].shape, generator=torch.Generator().manual_seed(0))
+    noisy = (images[:8].int() + noise).clamp(0, 255).to(torch.uint8)
+    recompressed = jpeg(noisy, 10)
+    assert recompressed.shape == noisy.shape
+    # JPEG-10 throws away the high-frequency noise: the result is closer to JPEG of the clean image
+    assert (recompressed.float() - jpeg(images[:8], 10).float()).abs().mean() < (noisy.float() - images[:8].float()).abs().mean()
+
+
+def test_defences_apply_to_train_and_only_grayscale_to_test(sample_set) -> None:
+    images, labels = sample_set
+    train, test = (images[:4], labels[:4]), (images[4:8], labels[4:8])
+    (_, _), (t_img, _) = apply_defense(train, test, "jpeg:50")
+    assert torch.equal(t_img, test[0])
+    (g_img, _), (gt_img, _) = apply_defense(train, test, "grayscale")
+    assert torch.equal(gt_img[:, 0], gt_img[:, 2]) and torch.equal(g_img[:, 0], g_img[:, 1])
+
+
+def test_victims_learn_clean_data_and_fail_on_label_noise(sample_set) -> None:
+    """A victim trained on clean data beats one trained with shuffled labels (real training)."""
+    images, labels = sample_set
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
+    settings = EvalSettings(archs=["vgg16"], epochs=8, width=8, batch_size=16)
+    result = compare_victims(
+        clean=(images, labels), protected=(images, shuffled), test=(images, labels),
+        num_classes=10, settings=settings, device=torch.device("cpu"),
+    )
+    row = result["victims"][0]
+    assert set(row) == {"arch", "defense", "clean_acc", "protected_acc"}
+    assert row["clean_acc"] > row["protected_acc"]
+    assert result["mean_clean_acc"] == row["clean_acc"]
+    assert np.isclose(result["mean_protected_acc"], row["protected_acc"])

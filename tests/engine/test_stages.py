@@ -1,0 +1,99 @@
+"""The pipeline stages over a job folder: outputs, idempotence, shards, held-out split."""
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import stages
+from engine.config import preset
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+TINY = dict(width=8, epochs=1, checkpoints=2, steps=1, inner_steps=1, craft_batch=16, shard_size=32, batch_size=32)
+
+
+@pytest.fixture
+def small_zip(tmp_path: Path) -> Path:
+    """48 sample images: 16 from each of three classes."""
+    out = tmp_path / "small.zip"
+    counts: dict[str, int] = {}
+    with zipfile.ZipFile(SAMPLES / "cifar10-train.zip") as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            cls = info.filename.split("/")[0]
+            if cls in ("cat", "dog", "ship") and counts.get(cls, 0) < 16:
+                counts[cls] = counts.get(cls, 0) + 1
+                dst.writestr(info.filename, src.read(info))
+    return out
+
+
+def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, small_zip: Path) -> None:
+    job = tmp_path / "job"
+    cfg = preset("fast", **TINY)
+    index = stages.ingest(job, cfg, source=small_zip)
+    assert len(index.entries) == 48 and index.classes == ["cat", "dog", "ship"]
+    assert not Path(json.loads((job / stages.INDEX).read_text())["root"]).is_absolute()
+    stages.train(job, cfg)
+    stages.means(job, cfg)
+    shards = stages.plan_shards(job, cfg)
+    assert shards == [(0, 32), (32, 48)]
+    with pytest.raises(RuntimeError, match="not finished"):
+        stages.load_delta(job, cfg)
+    for lo, hi in shards:
+        stages.craft_shard(job, cfg, lo, hi)
+    first = stages.shard_path(job, 0, 32)
+    mtime = first.stat().st_mtime_ns
+    stages.craft_shard(job, cfg, 0, 32)  # redelivered: nothing is redone
+    assert first.stat().st_mtime_ns == mtime
+    delta = stages.load_delta(job, cfg)
+    assert delta.shape == (48, 3, 32, 32) and np.abs(delta.astype(np.float32)).max() <= cfg.eps / 255 + 1e-3
+    out = stages.package(job, cfg, {"note": "x"})
+    with zipfile.ZipFile(out) as z:
+        report = json.loads(z.read("report.json"))
+        assert len([n for n in z.namelist() if n.endswith(".png")]) == 48
+    assert report["note"] == "x" and report["surrogate"]["checkpoints_used"][-1]["epoch"] == 1
+    assert {"ingest", "train", "means", "craft"} <= set(report["timings_seconds"])
+    assert (job / "previews" / "previews.json").exists()
+
+
+def test_job_folder_can_move(tmp_path: Path, small_zip: Path) -> None:
+    """Shared storage mounted elsewhere: the index resolves inside the job folder."""
+    cfg = preset("fast", **TINY)
+    stages.ingest(tmp_path / "a", cfg, source=small_zip)
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    index = stages.load_index(tmp_path / "b")
+    assert (index.root / index.entries[0].path).exists()
+
+
+def test_holdout_split_is_stratified_and_repeatable() -> None:
+    labels = np.repeat(np.arange(4), [10, 20, 1, 5])
+    mask = stages.holdout_split(labels, 0.2, seed=3)
+    assert [int(mask[labels == c].sum()) for c in range(4)] == [2, 4, 0, 1]
+    assert np.array_equal(mask, stages.holdout_split(labels, 0.2, seed=3))
+    assert not np.array_equal(mask, stages.holdout_split(labels, 0.2, seed=4))
+
+
+def test_apply_delta_working_keeps_the_bound() -> None:
+    import torch
+
+    images = torch.tensor([[[[0, 128, 255]]]], dtype=torch.uint8).expand(1, 3, 1, 3).contiguous()
+    delta = torch.full(images.shape, 9 / 255, dtype=torch.float16)
+    out = stages.apply_delta_working(images, delta, 8.0)
+    assert (out.int() - images.int()).abs().max() <= 8
+    assert out[0, 0, 0].tolist() == [8, 136, 255]
+
+
+def test_evaluate_stage_measures_victims_and_goes_into_the_report(tmp_path: Path, small_zip: Path) -> None:
+    job = tmp_path / "job"
+    cfg = preset("fast", **TINY, eval_epochs=1, eval_width=8, eval_archs="vgg16")
+    stages.ingest(job, cfg, source=small_zip)
+    stages.train(job, cfg)
+    stages.means(job, cfg)
+    for lo, hi in stages.plan_shards(job, cfg):
+        stages.craft_shard(job, cfg, lo, hi)
+    result = stages.evaluate(job, cfg)
+    assert result["holdout_images"] == 9 and result["victims"][0]["arch"] == "vgg16"
+    assert 0 <= result["mean_protected_acc"] <= 1 and 0 <= result["mean_clean_acc"] <= 1
+    assert stages.build_report(job, cfg)["evaluation"] == result
