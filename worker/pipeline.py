@@ -47,7 +47,7 @@ def cancel_job(job_id: str) -> None:
     if outcome == "cancelled":
         state.remove_partial_files(job_id)
     if outcome in ("cancelled", "requested"):
-        revoke_job_tasks(job_id)
+        revoke_job_tasks(job_id, state.unfinished_shards(job_id))
 
 
 def revoke_job_tasks(job_id: str, shards: Iterable[int] = ()) -> None:
