@@ -21,6 +21,8 @@ class ProtectConfig:
     steps: int = 10  # T: outer sign-gradient steps
     inner_steps: int = 8  # M: variance-reduced inner steps (sep-fa-vr only)
     checkpoints: int = 8  # K: checkpoints of the surrogate's run in the ensemble
+    alpha_final: float = 0.0  # when > 0, α decays linearly from ``alpha`` to this over the T steps
+    augment: bool = False  # crafting sees random crop+flip views of x+δ (survives victim augmentation)
     # surrogate
     arch: str = "resnet18"
     width: int = 16  # base channel width (64 = the paper's full-width ResNet18)
@@ -53,6 +55,8 @@ class ProtectConfig:
         for name in ("steps", "checkpoints", "epochs", "batch_size", "resolution", "craft_batch", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.alpha <= 0 or self.alpha_final < 0:
+            raise ValueError("alpha must be > 0 and alpha_final >= 0")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
         if not 0 < self.holdout < 1:

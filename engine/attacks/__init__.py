@@ -21,7 +21,10 @@ from engine.progress import Progress, no_progress
 
 def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: ProtectConfig, device: torch.device) -> Attack:
     """The attack object of ``cfg.method`` over the given checkpoint ensemble."""
-    common = dict(eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, device=device)
+    common = dict(
+        eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, device=device, augment=cfg.augment,
+        alpha_final=cfg.alpha_final or None,
+    )
     if cfg.method == "sep":
         return SEP(nets, None, **common)
     if cfg.method == "sep-fa":

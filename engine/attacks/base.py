@@ -1,9 +1,18 @@
-"""Base class of the crafting attacks: eval-mode frozen members, the ε-ball projection, batching."""
+"""Base class of the crafting attacks: eval-mode frozen members, the ε-ball projection, batching.
+
+Chen et al., "Self-Ensemble Protection: Training Checkpoints are Good Data Protectors", ICLR 2023:
+every SEP variant is projected sign-gradient descent inside the ℓ∞ ball of radius ε.
+"""
 
 import torch
 from torch import nn
 
+from engine.augment import crop_flip
 from engine.device import autocast, freeze
+
+# channels_last is faster for these convolutional nets on the CPU too (ResNet18 w16: 617 -> 987
+# img/s, VGG16 w16: 1640 -> 2187 img/s, forward+backward to the input), and on CUDA.
+CRAFT_FORMAT = torch.channels_last
 
 
 class Attack:
@@ -12,24 +21,46 @@ class Attack:
     Subclasses implement ``forward(images, labels, targets, generator) -> adversarial images``.
     Images are float in [0, 1] on the device; members are frozen so backward passes compute
     gradients for the input only.
+
+    ``augment``: every member pass sees a random crop+flip of x+δ (expectation over
+    transformation), so that δ keeps working when the victim trains with the same augmentation.
+    ``alpha_final``: when set, the step size decays linearly from ``alpha`` to it over the T steps
+    (large early steps fill the ε-ball fast, small late steps refine).
     """
 
     def __init__(
-        self, nets: list[nn.Module], means: torch.Tensor | None, eps: float, alpha: float, steps: int, device: torch.device
+        self,
+        nets: list[nn.Module],
+        means: torch.Tensor | None,
+        eps: float,
+        alpha: float,
+        steps: int,
+        device: torch.device,
+        augment: bool = False,
+        alpha_final: float | None = None,
     ) -> None:
-        self.nets = [freeze(n, device) for n in nets]
+        self.nets = [freeze(n, device).to(memory_format=CRAFT_FORMAT) for n in nets]
         self.means = means.to(device) if means is not None else None
         self.eps = eps / 255
         self.alpha = alpha / 255
+        self.alpha_final = alpha_final / 255 if alpha_final is not None else None
         self.steps = steps
         self.device = device
+        self.augment = augment
+        self.generator: torch.Generator | None = None  # set per batch by __call__ (seeded draws)
+
+    def step_size(self, t: int) -> float:
+        """α at outer step t (0-based): constant, or linear from α to α_final."""
+        if self.alpha_final is None or self.steps == 1:
+            return self.alpha
+        return self.alpha + (self.alpha_final - self.alpha) * t / (self.steps - 1)
 
     def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Back into the ℓ∞ ball of radius ε around x0, and into the image range [0, 1]."""
         return torch.min(torch.max(x, x0 - self.eps), x0 + self.eps).clamp_(0, 1)
 
-    def step(self, x: torch.Tensor, x0: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-        return self.project(x - self.alpha * direction.sign(), x0)
+    def step(self, x: torch.Tensor, x0: torch.Tensor, direction: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+        return self.project(x - (self.alpha if alpha is None else alpha) * direction.sign(), x0)
 
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -37,22 +68,26 @@ class Attack:
     def member_grad(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Gradient of member k's loss w.r.t. the input only (one forward + backward pass)."""
         x = x.detach().requires_grad_(True)
+        view = crop_flip(x, generator=self.generator) if self.augment else x
         with autocast(self.device):
-            loss = self.member_loss(k, x, targets)
-        return torch.autograd.grad(loss, x)[0].float()
+            loss = self.member_loss(k, view.contiguous(memory_format=CRAFT_FORMAT), targets)
+        return torch.autograd.grad(loss, x)[0].float().contiguous()
 
     def ensemble_grad(self, x: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
         return [self.member_grad(k, x, targets) for k in range(len(self.nets))]
 
-    def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        return self.forward(images, labels, targets, generator)
+        # One generator per crafting batch, seeded by the batch's position: shards reproduce one pass.
+        self.generator = generator
+        try:
+            return self.forward(images.contiguous(), labels, targets)
+        finally:
+            self.generator = None
 
 
 class FeatureAlignment(Attack):
@@ -66,12 +101,10 @@ class FeatureAlignment(Attack):
 class EnsembleDescent(Attack):
     """Plain ensemble descent: every step moves along the mean gradient of all members."""
 
-    def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x0 = images
         x = images.clone()
-        for _ in range(self.steps):
+        for t in range(self.steps):
             grads = self.ensemble_grad(x, targets)
-            x = self.step(x, x0, torch.stack(grads).mean(0))
+            x = self.step(x, x0, torch.stack(grads).mean(0), self.step_size(t))
         return x

@@ -19,23 +19,23 @@ class SEPFAVR(FeatureAlignment):
         super().__init__(*args, **kwargs)
         self.inner_steps = inner_steps
 
-    def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x0 = images
         x = images.clone()
         k = len(self.nets)
-        for _ in range(self.steps):
+        for t in range(self.steps):
+            alpha = self.step_size(t)
             grads = self.ensemble_grad(x, targets)
             mean = torch.stack(grads).mean(0)
             if self.inner_steps == 0:
-                x = self.step(x, x0, mean)
+                x = self.step(x, x0, mean, alpha)
                 continue
             x_inner = x.clone()
             accumulated = torch.zeros_like(x)
-            members = torch.randint(0, k, (self.inner_steps,), generator=generator).tolist()
+            members = torch.randint(0, k, (self.inner_steps,), generator=self.generator).tolist()
             for j in members:
+                # member j with its OWN class means (self.means[j] inside member_loss)
                 accumulated += self.member_grad(j, x_inner, targets) - grads[j] + mean
-                x_inner = self.step(x_inner, x0, accumulated)
-            x = self.step(x, x0, accumulated)
+                x_inner = self.step(x_inner, x0, accumulated, alpha)
+            x = self.step(x, x0, accumulated, alpha)
         return x

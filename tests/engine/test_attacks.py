@@ -1,0 +1,158 @@
+"""Crafting attacks: ε bound, seeded repeatability, shard equivalence, VR means, baselines."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+from engine.attacks import build_attack, craft, passes_per_image
+from engine.attacks.sep_fa_vr import SEPFAVR
+from engine.config import preset
+from engine.features import class_means, target_classes
+
+CPU = torch.device("cpu")
+EPS = 8.0
+TINY = dict(eps=EPS, steps=2, inner_steps=2, checkpoints=3, craft_batch=32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ensemble(sample_set) -> tuple[list[torch.nn.Module], torch.Tensor]:
+    """Three different width-8 ResNet18 'checkpoints' and their class means on the sample set."""
+    images, labels = sample_set
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        nets.append(models.build_model("resnet18", 10, width=8).eval())
+    return nets, class_means(nets, images, labels, 10, CPU)
+
+
+def run(method: str, ensemble, images, labels, start: int = 0, **over) -> torch.Tensor:
+    nets, means = ensemble
+    cfg = preset("fast", method=method, **{**TINY, **over})
+    return craft(nets, means, images, labels, 10, cfg, CPU, start_index=start)
+
+
+@pytest.mark.parametrize("method", ["sep-fa-vr", "sep-fa", "sep", "single-fa", "random"])
+def test_every_method_stays_within_eps_and_repeats_with_the_seed(method, ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    first = run(method, ensemble, images, labels)
+    assert first.shape == images.shape and first.dtype == torch.float16
+    assert first.float().abs().max().item() <= EPS / 255 + 1e-3  # float16 rounding of ε
+    assert first.float().abs().mean().item() > 0.3 * EPS / 255  # it actually moved
+    if method != "random":  # the attacks project onto [0, 1]; packaging clamps the random baseline
+        x = images.float() / 255 + first.float()
+        assert x.min().item() >= -1e-3 and x.max().item() <= 1 + 1e-3
+    assert torch.equal(first, run(method, ensemble, images, labels))
+
+
+def test_augmented_crafting_repeats_and_differs_from_plain(ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    aug = run("sep-fa-vr", ensemble, images, labels, augment=True)
+    assert torch.equal(aug, run("sep-fa-vr", ensemble, images, labels, augment=True))
+    assert not torch.equal(aug, run("sep-fa-vr", ensemble, images, labels))
+    assert aug.float().abs().max().item() <= EPS / 255 + 1e-3
+
+
+def test_a_different_seed_gives_a_different_delta(ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    assert not torch.equal(run("random", ensemble, images, labels), run("random", ensemble, images, labels, seed=4))
+    a = run("sep-fa-vr", ensemble, images, labels, augment=True)
+    assert not torch.equal(a, run("sep-fa-vr", ensemble, images, labels, augment=True, seed=4))
+
+
+@pytest.mark.parametrize("method", ["sep-fa-vr", "random"])
+def test_shards_give_the_same_delta_as_one_pass(method, ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:64], sample_set[1][:64]
+    whole = run(method, ensemble, images, labels, augment=True)
+    parts = torch.cat([
+        run(method, ensemble, images[:32], labels[:32], start=0, augment=True),
+        run(method, ensemble, images[32:], labels[32:], start=32, augment=True),
+    ])
+    assert torch.equal(whole, parts)
+
+
+class IndexSpy:
+    """Stands in for the (K, C, D) means tensor and records which member's means are read."""
+
+    def __init__(self, means: torch.Tensor) -> None:
+        self.means = means
+        self.read: list[int] = []
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        self.read.append(k if k >= 0 else len(self.means) + k)
+        return self.means[k]
+
+
+def test_vr_inner_steps_use_each_members_own_class_means(ensemble, sample_set) -> None:
+    nets, means = ensemble
+    images, labels = sample_set[0][:16], sample_set[1][:16]
+    x = images.float() / 255
+    targets = target_classes(labels, 10)
+    attack = SEPFAVR(nets, means, eps=EPS, alpha=2, steps=2, device=CPU, inner_steps=6)
+    spy = IndexSpy(attack.means)
+    attack.means = spy
+    gen = torch.Generator().manual_seed(11)
+    attack(x, labels, targets, gen)
+    # the draws of the inner loop, replayed from the same seed
+    replay = torch.Generator().manual_seed(11)
+    drawn = [torch.randint(0, 3, (6,), generator=replay).tolist() for _ in range(2)]
+    expected = [k for step in drawn for k in [0, 1, 2, *step]]
+    assert spy.read == expected
+    assert len(set(spy.read[3:9])) > 1  # the draws reach several members (not always the last)
+
+
+def test_member_gradient_aligns_to_that_members_means(ensemble, sample_set) -> None:
+    """g_j pulls f_j toward μ_j[t]; with means that differ per member, μ_K[t] gives another gradient."""
+    nets, means = ensemble
+    images, labels = sample_set[0][:8], sample_set[1][:8]
+    x = images.float() / 255
+    targets = target_classes(labels, 10)
+    # make the members' means clearly different, so a mix-up changes the gradient
+    means = means + torch.arange(3, dtype=means.dtype)[:, None, None]
+    attack = SEPFAVR(nets, means, eps=EPS, alpha=2, steps=1, device=CPU, inner_steps=1)
+
+    def grad_with(net: torch.nn.Module, mu: torch.Tensor) -> torch.Tensor:
+        xi = x.clone().requires_grad_(True)
+        loss = (net.features(xi) - mu[targets]).pow(2).sum()
+        return torch.autograd.grad(loss, xi)[0]
+
+    for j in range(2):
+        own = grad_with(attack.nets[j], means[j])
+        got = attack.member_grad(j, x, targets)
+        torch.testing.assert_close(got, own, rtol=1e-3, atol=1e-6)
+        assert not torch.allclose(got, grad_with(attack.nets[j], means[-1]), rtol=1e-2, atol=1e-6)
+
+
+def test_single_fa_uses_only_the_last_checkpoint(ensemble, sample_set) -> None:
+    nets, means = ensemble
+    cfg = preset("fast", method="single-fa", **TINY)
+    attack = build_attack(nets, means, cfg, CPU)
+    assert len(attack.nets) == 1 and attack.nets[0] is nets[-1]
+    torch.testing.assert_close(attack.means, means[-1:])
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    single = run("single-fa", ensemble, images, labels)
+    last_only = run("sep-fa", (nets[-1:], means[-1:]), images, labels)
+    assert torch.equal(single, last_only)
+    assert passes_per_image(cfg, 3) == cfg.steps
+
+
+def test_random_is_uniform_in_plus_minus_eps(ensemble) -> None:
+    images = torch.zeros(256, 3, 32, 32, dtype=torch.uint8) + 128
+    labels = torch.zeros(256, dtype=torch.long)
+    delta = run("random", ensemble, images, labels).float() * 255
+    assert delta.abs().max().item() <= EPS + 0.01
+    assert delta.max().item() > EPS - 0.05 and delta.min().item() < -EPS + 0.05
+    assert abs(delta.mean().item()) < 0.05
+    # equal mass in each quarter of [−ε, ε]
+    hist = torch.histc(delta, bins=4, min=-EPS, max=EPS) / delta.numel()
+    assert torch.allclose(hist, torch.full((4,), 0.25), atol=0.01)
+    assert passes_per_image(preset("fast", method="random"), 3) == 0
+
+
+def test_step_size_schedule_decays_linearly(ensemble) -> None:
+    nets, means = ensemble
+    attack = SEPFAVR(nets, means, eps=EPS, alpha=4, steps=5, device=CPU, inner_steps=0, alpha_final=0.5)
+    sizes = [attack.step_size(t) * 255 for t in range(5)]
+    assert sizes[0] == pytest.approx(4) and sizes[-1] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(sizes, sizes[1:]))
