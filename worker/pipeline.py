@@ -18,15 +18,26 @@ class BrokerUnavailable(RuntimeError):
     """The task broker could not be reached; the job was not submitted."""
 
 
-def send_stage(job_id: str, stage: str, shard: int | None = None) -> str:
-    """Send one stage task without retrying; raise ``BrokerUnavailable`` if the broker is down."""
-    args: list[object] = [job_id] if shard is None else [job_id, shard]
-    tid = task_id(job_id, stage, shard)
+def send_stages(job_id: str, stages: list[tuple[str, int | None]]) -> list[str]:
+    """Send stage tasks over one connection, without retrying: raise ``BrokerUnavailable`` at
+    once if the broker is down (one quick reconnection attempt, not Celery's retry loop)."""
+    ids = []
     try:
-        celery_app.send_task(TASK_NAMES[stage], args=args, task_id=tid, retry=False)
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0.1, interval_step=0, timeout=conn.connect_timeout)
+            for stage, shard in stages:
+                args: list[object] = [job_id] if shard is None else [job_id, shard]
+                tid = task_id(job_id, stage, shard)
+                celery_app.send_task(TASK_NAMES[stage], args=args, task_id=tid, connection=conn, retry=False)
+                ids.append(tid)
     except Exception as exc:  # any failure to publish means the task was not queued
         raise BrokerUnavailable(f"task broker unavailable: {exc}") from exc
-    return tid
+    return ids
+
+
+def send_stage(job_id: str, stage: str, shard: int | None = None) -> str:
+    """Send one stage task (see ``send_stages``)."""
+    return send_stages(job_id, [(stage, shard)])[0]
 
 
 def submit_job(job_id: str) -> str:
@@ -78,7 +89,7 @@ def dispatch_next(job_id: str) -> list[str]:
         return [send_stage(job_id, stage)]
     shards = state.unfinished_shards(job_id)
     if shards:
-        return [send_stage(job_id, "craft", i) for i in shards]
+        return send_stages(job_id, [("craft", i) for i in shards])
     if state.shard_images(job_id)[1]:
         # Every shard is done but the stage's own mark was lost; whoever sets it goes on.
         return dispatch_next(job_id) if state.finish_stage(job_id, "craft") else []

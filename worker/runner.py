@@ -80,7 +80,7 @@ def _enter(job_id: str, stage: str) -> tuple[Outcome, state.JobInfo | None]:
         return "stopped", None
     if stage not in stage_order(job.params):
         return "skipped", None
-    claim = state.start_job(job_id, stage)
+    claim = state.start_job(job_id)
     if claim != "run":
         return ("missing" if claim == "missing" else "stopped"), None
     state.ensure_stage_rows(job_id, stage_order(job.params))

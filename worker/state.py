@@ -83,20 +83,15 @@ def ensure_stage_rows(job_id: str, stages: list[str]) -> None:
         pass  # another task created them
 
 
-def start_job(job_id: str, stage: str) -> Claim:
-    """Mark the job running at ``stage`` (first start sets ``started_at``); ``stopped`` if it may not run."""
+def start_job(job_id: str) -> Claim:
+    """Mark the job running (the first start sets ``started_at``); ``stopped`` if it may not run."""
     now = utcnow()
     with session_scope() as s:
         n = _update(
             s,
             update(Job)
             .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.cancel_requested.is_(False))
-            .values(
-                status="running",
-                stage=stage,
-                started_at=func.coalesce(Job.started_at, now),
-                updated_at=now,
-            ),
+            .values(status="running", started_at=func.coalesce(Job.started_at, now), updated_at=now),
         )
         if n:
             return "run"
@@ -138,7 +133,10 @@ def claim_stage(job_id: str, stage: str, lease_seconds: float, max_attempts: int
                 details={**(row.details or {}), "attempts": attempts},
             ),
         )
-        return "run" if n else "busy"
+        if not n:
+            return "busy"
+        _update(s, update(Job).where(Job.id == job_id).values(stage=stage))
+        return "run"
 
 
 def finish_stage(job_id: str, stage: str, job_values: dict[str, Any] | None = None) -> bool:
@@ -331,6 +329,7 @@ def claim_shard(job_id: str, index: int, lease_seconds: float) -> tuple[Claim, t
             .where(JobStage.job_id == job_id, JobStage.name == "craft", JobStage.status == "pending")
             .values(status="running", started_at=func.coalesce(JobStage.started_at, now)),
         )
+        _update(s, update(Job).where(Job.id == job_id).values(stage="craft"))
         return "run", span
 
 

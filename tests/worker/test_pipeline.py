@@ -48,7 +48,7 @@ def test_cancel_a_queued_job_ends_it_at_once(make_job: Callable[..., str], data_
 
 def test_cancel_a_running_job_asks_its_tasks(make_job: Callable[..., str]) -> None:
     job_id = make_job()
-    state.start_job(job_id, "train")
+    state.start_job(job_id)
     (job_dir(job_id) / "working.npz").write_bytes(b"in use")
     cancel_job(job_id)
     with session_scope() as s:
@@ -61,7 +61,7 @@ def test_dispatch_sends_only_unfinished_shards(
     make_job: Callable[..., str], queued: Callable[[], list[Any]]
 ) -> None:
     job_id = make_job()
-    state.start_job(job_id, "means")
+    state.start_job(job_id)
     state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
     for stage in ("ingest", "train", "means"):
         state.finish_stage(job_id, stage)
@@ -74,7 +74,7 @@ def test_dispatch_sends_only_unfinished_shards(
 
 def test_dispatch_after_the_last_stage_sends_the_finaliser(make_job: Callable[..., str]) -> None:
     job_id = make_job()
-    state.start_job(job_id, "package")
+    state.start_job(job_id)
     stages = ["ingest", "train", "means", "craft", "package"]
     state.ensure_stage_rows(job_id, stages)
     for stage in stages:

@@ -22,7 +22,7 @@ class FakeClock:
 
 def running(make_job: Callable[..., str], stage: str = "train") -> str:
     job_id = make_job()
-    state.start_job(job_id, stage)
+    state.start_job(job_id)
     state.ensure_stage_rows(job_id, [stage])
     return job_id
 

@@ -26,7 +26,7 @@ def age(job_id: str, seconds: float) -> None:
 def crafting(make_job: Callable[..., str]) -> str:
     """A job whose worker died while crafting shard 1, after shard 0 was done."""
     job_id = make_job()
-    state.start_job(job_id, "craft")
+    state.start_job(job_id)
     state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
     for stage in ("ingest", "train", "means"):
         state.finish_stage(job_id, stage)

@@ -33,21 +33,21 @@ def age(job_id: str, seconds: float) -> None:
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=seconds)))
 
 
-def started(make_job: Callable[..., str], stage: str = "ingest") -> str:
+def started(make_job: Callable[..., str]) -> str:
     job_id = make_job()
-    assert state.start_job(job_id, stage) == "run"
+    assert state.start_job(job_id) == "run"
     state.ensure_stage_rows(job_id, stage_order(state.load_job(job_id).params))
     return job_id
 
 
 def test_start_marks_running_once(make_job: Callable[..., str]) -> None:
     job_id = make_job()
-    assert state.start_job(job_id, "ingest") == "run"
+    assert state.start_job(job_id) == "run"
     first = get(job_id)
-    assert first.status == "running" and first.stage == "ingest" and first.started_at is not None
-    assert state.start_job(job_id, "train") == "run"
+    assert first.status == "running" and first.started_at is not None
+    assert state.start_job(job_id) == "run"
     assert get(job_id).started_at == first.started_at
-    assert state.start_job("f" * 32, "ingest") == "missing"
+    assert state.start_job("f" * 32) == "missing"
 
 
 def test_stage_rows_follow_the_plan(make_job: Callable[..., str]) -> None:
@@ -61,6 +61,7 @@ def test_stage_rows_follow_the_plan(make_job: Callable[..., str]) -> None:
 def test_stage_claim_is_exclusive_until_the_lease_expires(make_job: Callable[..., str]) -> None:
     job_id = started(make_job)
     assert state.claim_stage(job_id, "ingest", LEASE, 3) == "run"
+    assert get(job_id).stage == "ingest"
     assert state.claim_stage(job_id, "ingest", LEASE, 3) == "busy"
     age(job_id, LEASE + 5)
     assert state.claim_stage(job_id, "ingest", LEASE, 3) == "run"  # the first runner is gone
@@ -110,7 +111,7 @@ def test_first_failure_wins_and_cancel_beats_failure(make_job: Callable[..., str
 def test_cancel_request_depends_on_the_state(make_job: Callable[..., str]) -> None:
     queued = make_job()
     assert state.request_cancel(queued) == "cancelled"
-    assert state.start_job(queued, "ingest") == "stopped"
+    assert state.start_job(queued) == "stopped"
 
     running = started(make_job)
     before = get(running).updated_at
@@ -140,7 +141,7 @@ def test_finish_job_succeeds_or_honours_a_late_cancel(make_job: Callable[..., st
 
 
 def test_shards_fan_in_exactly_once(make_job: Callable[..., str]) -> None:
-    job_id = started(make_job, "craft")
+    job_id = started(make_job)
     ranges = [(i * 16, (i + 1) * 16) for i in range(6)]
     state.create_shards(job_id, ranges)
     state.create_shards(job_id, ranges[:2])  # a second plan is ignored
@@ -169,10 +170,10 @@ def test_shards_fan_in_exactly_once(make_job: Callable[..., str]) -> None:
 
 
 def test_stale_jobs_and_adoption(make_job: Callable[..., str]) -> None:
-    working = started(make_job, "craft")
+    working = started(make_job)
     state.create_shards(working, [(0, 16), (16, 32)])
     state.claim_shard(working, 0, LEASE)
-    waiting = started(make_job, "train")  # its next task waits in the queue: nothing running
+    waiting = started(make_job)  # its next task waits in the queue: nothing running
     queued = make_job()
     assert state.stale_jobs(LEASE) == []
 
