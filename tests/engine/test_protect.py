@@ -30,7 +30,8 @@ def subset_zip(out: Path, n: int) -> list[str]:
 def test_protect_writes_a_valid_zip_with_manifest_and_report(tmp_path: Path) -> None:
     source = tmp_path / "in.zip"
     names = subset_zip(source, N)
-    cfg = preset("fast", epochs=1, checkpoints=2, steps=2, inner_steps=2, craft_batch=32, shard_size=32)
+    # batch 16: four optimiser steps in the one epoch, so two distinct checkpoints exist
+    cfg = preset("fast", epochs=1, batch_size=16, checkpoints=2, steps=2, inner_steps=2, craft_batch=32, shard_size=32)
     out = tmp_path / "out" / "protected.zip"
     started = time.perf_counter()
     report = protect(source, out, cfg, workdir=tmp_path / "job")
