@@ -127,9 +127,15 @@ def serve(
     stopping = threading.Event()
     if process is not None:
         threading.Thread(target=watch_worker, args=(process, stopping), daemon=True).start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, restores these handlers and raises the
+    # signal again: record it here so the worker is still stopped and the exit is clean.
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: received.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stopping.set()
         if process is not None:
             typer.echo("stopping the worker...")
