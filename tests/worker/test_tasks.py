@@ -1,5 +1,6 @@
 """The stage tasks called directly, following exactly what the pipeline queues."""
 
+import json
 import os
 import time
 import zipfile
@@ -136,3 +137,24 @@ def test_unrequested_evaluation_is_skipped(make_job: Callable[..., str]) -> None
 def test_missing_job(data_dir: Path) -> None:
     assert runner.run_stage("e" * 32, "train", lambda ctx: None) == "missing"
     assert tasks.finalize_task.run("e" * 32) == "missing"
+
+
+def test_measured_protection_is_stored_and_reported(make_job: Callable[..., str], drain: Drain) -> None:
+    job_id = make_job(n=32, measure=True, eval_epochs=1, shard_size=32, craft_batch=32)
+    submit_job(job_id)
+    ran = drain()
+    assert [name for name, _, _ in ran] == [
+        "sepguard.ingest",
+        "sepguard.train",
+        "sepguard.means",
+        "sepguard.craft_shard",
+        "sepguard.evaluate",
+        "sepguard.package",
+        "sepguard.finalize",
+    ]
+    job = job_row(job_id)
+    assert job.status == "succeeded", job.error
+    assert job.metrics
+    with zipfile.ZipFile(job_dir(job_id) / "protected.zip") as z:
+        report = json.loads(z.read("report.json"))
+    assert report["evaluation"] == job.metrics
