@@ -66,8 +66,8 @@ def advance(job_id: str) -> None:
         log.warning("job %s: next stage not sent (%s); it resumes when its lease expires", job_id, exc)
 
 
-def _enter(job_id: str, stage: str) -> tuple[Outcome, state.JobInfo | None]:
-    """Check the job may run and mark it running at ``stage``."""
+def _enter(job_id: str, stage: str) -> tuple[Outcome | None, state.JobInfo | None]:
+    """Check the job may run ``stage`` and mark it running: (None, job) to go on, else (outcome, None)."""
     job = state.load_job(job_id)
     if job is None:
         return "missing", None
@@ -84,7 +84,8 @@ def _enter(job_id: str, stage: str) -> tuple[Outcome, state.JobInfo | None]:
     if claim != "run":
         return ("missing" if claim == "missing" else "stopped"), None
     state.ensure_stage_rows(job_id, stage_order(job.params))
-    return "done", state.load_job(job_id)
+    fresh = state.load_job(job_id)
+    return (None, fresh) if fresh is not None else ("missing", None)
 
 
 def _execute(
@@ -135,9 +136,9 @@ def _execute(
 
 def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
     """Run a whole-job stage once, however often its task is delivered."""
-    outcome, job = _enter(job_id, stage)
-    if job is None:
-        return outcome
+    stop, job = _enter(job_id, stage)
+    if stop is not None or job is None:
+        return stop or "missing"
     settings = get_worker_settings()
     claim = state.claim_stage(job_id, stage, settings.worker_lease_seconds, settings.max_stage_attempts)
     if claim == "done":
@@ -160,9 +161,9 @@ def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
 
 def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], None]) -> Outcome:
     """Craft one shard once; the task that finishes the last shard sends the next stage."""
-    outcome, job = _enter(job_id, "craft")
-    if job is None:
-        return outcome
+    stop, job = _enter(job_id, "craft")
+    if stop is not None or job is None:
+        return stop or "missing"
     claim, span = state.claim_shard(job_id, index, get_worker_settings().worker_lease_seconds)
     if claim != "run" or span is None:
         return {"done": "skipped", "busy": "busy"}.get(claim, "missing")  # type: ignore[return-value]
