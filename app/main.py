@@ -1,6 +1,7 @@
 """The web application: REST API under /api/v1, health check, and the web page when present."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -15,22 +16,34 @@ API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
 
 
-def describe_errors(errors: list[dict]) -> str:
-    """One readable line naming each bad field, e.g. ``eps: Input should be less than or equal to 32``."""
-    parts = []
+LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation errors with their location reduced to the field, without the noise of optional fields
+    (an invalid optional value fails both "the type" and "None"; only the first says something)."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header", "cookie")]
-        parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid value')}")
-    return "; ".join(parts) or "invalid request"
+        loc = [str(p) for p in error.get("loc", ()) if p not in LOCATIONS][:1] or ["request"]
+        if error.get("type") == "none_required":
+            continue
+        key = (loc[0], str(error.get("msg", "")))
+        if key not in seen:
+            seen.add(key)
+            out.append({"loc": loc, "msg": key[1], "type": str(error.get("type", ""))})
+    return out
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """One readable line naming each bad field, e.g. ``eps: Input should be less than or equal to 32``."""
+    return "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in errors) or "invalid request"
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """422 with a readable ``detail`` naming the fields, and the individual ``errors``."""
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in exc.errors()
-    ]
+    errors = clean_errors(list(exc.errors()))
     body = ValidationMessage(detail=describe_errors(errors), errors=errors)
     return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 

@@ -1,29 +1,41 @@
 """Request and response bodies of the REST API."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from engine.config import METHODS, PRESETS, ProtectConfig, preset
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+Unset = SkipJsonSchema[None]  # an optional form field: absent means "the preset's value"
+
+
+Passes = Annotated[int, Field(ge=1, le=1000)]
+InnerSteps = Annotated[int, Field(ge=0, le=1000)]
+Checkpoints = Annotated[int, Field(ge=1, le=200)]
+Resolution = Annotated[int, Field(ge=8, le=1024)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Quality = Annotated[int, Field(ge=1, le=100)]
+
+
 class JobCreate(BaseModel):
     """Form fields of ``POST /jobs``: a preset, any override of it, and what to do besides protecting."""
 
     preset: Literal[PRESETS] = Field("balanced", description="Speed/strength preset.")  # type: ignore[valid-type]
-    method: Literal[METHODS] | None = Field(None, description="Perturbation method (default: sep-fa-vr).")  # type: ignore[valid-type]
+    method: Literal[METHODS] | Unset = Field(None, description="Perturbation method (default sep-fa-vr).")  # type: ignore[valid-type]
     eps: float = Field(8.0, gt=0, le=32, description="Perturbation budget in 1/255 units.")
-    steps: int | None = Field(None, ge=1, le=1000, description="Outer crafting steps T.")
-    checkpoints: int | None = Field(None, ge=1, le=200, description="Surrogate checkpoints K in the ensemble.")
-    inner_steps: int | None = Field(None, ge=0, le=1000, description="Variance-reduced inner steps M.")
-    epochs: int | None = Field(None, ge=1, le=1000, description="Surrogate training epochs.")
-    resolution: int | None = Field(None, ge=8, le=1024, description="Working resolution R in pixels.")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Random seed.")
-    output_format: Literal["png", "keep"] | None = Field(None, description="png (lossless) or keep the original format.")
-    jpeg_quality: int | None = Field(None, ge=1, le=100, description="JPEG quality when keeping JPEG files.")
+    steps: Passes | Unset = Field(None, description="Outer crafting steps T.")
+    checkpoints: Checkpoints | Unset = Field(None, description="Surrogate checkpoints K in the ensemble.")
+    inner_steps: InnerSteps | Unset = Field(None, description="Variance-reduced inner steps M.")
+    epochs: Passes | Unset = Field(None, description="Surrogate training epochs.")
+    resolution: Resolution | Unset = Field(None, description="Working resolution R in pixels.")
+    seed: Seed | Unset = Field(None, description="Random seed.")
+    output_format: Literal["png", "keep"] | Unset = Field(None, description="png (lossless) or keep the format.")
+    jpeg_quality: Quality | Unset = Field(None, description="JPEG quality when keeping JPEG files.")
     measure: bool = Field(False, description="Also measure the protection by training victim models.")
     skip_invalid: bool = Field(False, description="Skip unreadable files (listed in the summary) instead of failing.")
 

@@ -14,7 +14,12 @@ from app.db_models import Job, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=UploadLimitRoute)
+router = APIRouter(
+    prefix="/jobs",
+    tags=["jobs"],
+    route_class=UploadLimitRoute,
+    responses={401: {"model": Message, "description": "Missing, unknown or revoked token"}},
+)
 
 NOT_FOUND = "job not found"
 
