@@ -59,6 +59,10 @@ class ProtectConfig:
             raise ValueError("alpha must be > 0 and alpha_final >= 0")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
+        if self.craft_batch > self.shard_size:
+            # shards are whole multiples of the crafting batch (so sharded crafting repeats a
+            # single pass exactly); a smaller shard size asks for smaller batches
+            object.__setattr__(self, "craft_batch", self.shard_size)
         if not 0 < self.holdout < 1:
             raise ValueError("holdout must be in (0, 1)")
         if not 1 <= self.jpeg_quality <= 100:
