@@ -70,6 +70,7 @@ def test_valid_upload_is_queued(client: TestClient, tokens: dict[str, str], data
     r = post(client, tokens["alice"], dataset_zip(), preset="fast", eps="4", seed="3", measure="true")
     assert r.status_code == 202, r.text
     job = r.json()
+    assert r.headers["location"] == f"/api/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["progress"] == 0
     assert job["download_url"] is None
     assert job["params"]["preset"] == "fast" and job["params"]["eps"] == 4.0 and job["params"]["seed"] == 3

@@ -90,6 +90,7 @@ def request_cancel(session: SessionDep, job: Job) -> None:
     },
 )
 async def create_job(
+    response: Response,
     session: SessionDep,
     owner: CurrentOwner,
     settings: SettingsDep,
@@ -128,6 +129,7 @@ async def create_job(
             raise HTTPException(code, message) from exc
         raise
     session.refresh(job)
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return job_public(job)
 
 
