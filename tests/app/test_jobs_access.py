@@ -215,3 +215,10 @@ def test_job_dir_rejects_bad_ids(data_dir: Path) -> None:
     with pytest.raises(ValueError):
         storage.job_dir("../x")
     assert storage.job_dir("a" * 32) == data_dir.resolve() / "jobs" / ("a" * 32)
+
+
+def test_huge_offset_is_refused_not_a_crash(client: TestClient, tokens: dict[str, str]) -> None:
+    r = client.get("/api/v1/jobs", params={"offset": 2**63}, headers=bearer(tokens["alice"]))
+    assert r.status_code == 422 and r.json()["detail"].startswith("offset")
+    r = client.get("/api/v1/jobs", params={"offset": 2**31 - 1}, headers=bearer(tokens["alice"]))
+    assert r.status_code == 200 and r.json()["items"] == []

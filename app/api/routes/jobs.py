@@ -138,7 +138,7 @@ def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
 ) -> JobList:
     """List your jobs, newest first."""
