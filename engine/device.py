@@ -1,7 +1,29 @@
-"""Device choice and the per-device speed settings (bf16 autocast + channels_last on CUDA)."""
+"""Device choice and the per-device speed settings: autocast dtype, memory format, frozen members.
+
+Measured (bench/throughput.py, results in bench/results/throughput*.md), CIFAR ResNet18 at
+width 16, batch 128, on a 2-core AVX-512 CPU:
+
+- channels_last is faster than contiguous for forward+backward to the input (≈ 1.4×) and no
+  slower for training, so it is used on every device.
+- bf16 autocast is ≈ 2× faster than fp32 on a CPU with native bf16 instructions
+  (AVX512-BF16 / AMX) for crafting and ≈ 1.5× for training; on a CPU without them bf16 is
+  emulated and slower, so it is used there only when the CPU has them. On CUDA: bf16 when the
+  GPU supports it (tensor cores).
+- Folding each eval-mode BatchNorm into the convolution before it (``freeze``) saves a pass
+  over every activation forward and backward: ≈ 1.1-1.3× for crafting on the CPU.
+
+The choices depend only on the hardware (never on a timing taken at run time), so every worker
+with the same hardware computes the same perturbation. Override for experiments with
+``SEPGUARD_AUTOCAST`` (``bf16`` | ``fp16`` | ``off``), ``SEPGUARD_CHANNELS_LAST`` (``1`` | ``0``)
+and ``SEPGUARD_FOLD_BN`` (``1`` | ``0``), or in code with ``override(...)``.
+"""
 
 import contextlib
+import copy
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from functools import cache
 
 import torch
 from torch import nn
@@ -14,28 +36,195 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class SpeedSettings:
+    autocast: torch.dtype | None  # autocast dtype, None = plain fp32
+    channels_last: bool
+    fold_bn: bool  # fold eval-mode BatchNorm into the preceding convolution in ``freeze``
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@cache
+def _cuda_bf16() -> bool:
+    try:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    except (AssertionError, RuntimeError):
+        return False
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None, "fp32": None}
+_forced: dict[str, object] = {}
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def default_settings(device: torch.device) -> SpeedSettings:
+    """The measured-fastest settings for the device type (see the module docstring)."""
+    if device.type == "cuda":
+        return SpeedSettings(autocast=torch.bfloat16 if _cuda_bf16() else None, channels_last=True, fold_bn=True)
+    if device.type == "cpu":
+        return SpeedSettings(autocast=None, channels_last=True, fold_bn=True)
+    return SpeedSettings(autocast=None, channels_last=False, fold_bn=True)
+
+
+def settings(device: torch.device) -> SpeedSettings:
+    """Defaults for the device, then environment overrides, then ``override(...)`` in force."""
+    s = default_settings(device)
+    env_dtype = os.environ.get("SEPGUARD_AUTOCAST", "").strip().lower()
+    if env_dtype:
+        if env_dtype not in _DTYPES:
+            raise ValueError(f"SEPGUARD_AUTOCAST must be one of {', '.join(_DTYPES)}, got {env_dtype!r}")
+        s = replace(s, autocast=_DTYPES[env_dtype])
+    for field, var in (("channels_last", "SEPGUARD_CHANNELS_LAST"), ("fold_bn", "SEPGUARD_FOLD_BN")):
+        flag = _env_flag(var)
+        if flag is not None:
+            s = replace(s, **{field: flag})
+    return replace(s, **_forced) if _forced else s
+
+
+@contextlib.contextmanager
+def override(**fields: object) -> Iterator[None]:
+    """Force speed settings inside the block (benchmarks and tests): ``override(autocast=None,
+    channels_last=False, fold_bn=False)``. Not thread-safe; process-wide."""
+    unknown = set(fields) - {"autocast", "channels_last", "fold_bn"}
+    if unknown:
+        raise TypeError(f"unknown speed setting(s): {', '.join(sorted(unknown))}")
+    saved = dict(_forced)
+    _forced.update(fields)
+    try:
+        yield
+    finally:
+        _forced.clear()
+        _forced.update(saved)
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA (tensor cores); plain fp32 on the CPU, where bf16 is slower."""
-    if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            yield
-    else:
+    """The device's autocast (bf16 on CUDA and on CPUs with native bf16), else plain fp32."""
+    dtype = settings(device).autocast
+    if dtype is None or device.type not in ("cuda", "cpu"):
         yield
+    else:
+        with torch.autocast(device.type, dtype=dtype):
+            yield
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return settings(device).memory_format
 
 
 def freeze(net: nn.Module, device: torch.device) -> nn.Module:
-    """Eval mode, parameters frozen, on the device: gradients then flow only to the input."""
-    net = net.to(device=device, memory_format=memory_format(device)).eval()
+    """``net`` in eval mode with frozen parameters, on the device, for gradients to the input
+    only; its eval-mode BatchNorms are folded into their convolutions where the settings say so.
+    Modifies and returns ``net`` itself (the crafting members are used for nothing else; a
+    folded net computes the same function but can no longer be trained or checkpointed)."""
+    s = settings(device)
+    net.eval()
     net.requires_grad_(False)
-    return net
+    if s.fold_bn:
+        fold_batchnorm(net)
+    return net.to(device=device, memory_format=s.memory_format)
 
 
 def to_float(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (N,3,H,W) -> float in [0, 1] on the device, in the device's memory format."""
     x = images_u8.to(device, non_blocking=True).float().div_(255)
     return x.contiguous(memory_format=memory_format(device))
+
+
+def fold_batchnorm(net: nn.Module) -> int:
+    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` into it, in place;
+    the BatchNorm becomes ``Identity``. Returns the number of pairs folded.
+
+    Pairs are found by tracing ``net`` with torch.fx: a pair is folded only when the conv's
+    output goes to the BatchNorm alone and both modules are called once, so the computation is
+    unchanged (up to float rounding) for ``forward`` and for any method built from the same
+    submodules (e.g. ``features``). Nets that cannot be traced are left as they are. The pairs of
+    a zoo net depend only on its class and config, so they are traced once per config.
+    """
+    if net.training:
+        raise ValueError("fold_batchnorm needs an eval-mode net")
+    config = getattr(net, "config", None)
+    key = (type(net), config) if config is not None else None
+    try:
+        pairs = _FOLD_PLANS[key] if key in _FOLD_PLANS else _fold_plan(net)
+    except TypeError:  # unhashable config
+        key, pairs = None, _fold_plan(net)
+    if key is not None:
+        _FOLD_PLANS[key] = pairs
+    modules = dict(net.named_modules())
+    folded = 0
+    for conv_name, bn_name in pairs:
+        conv, bn = modules.get(conv_name), modules.get(bn_name)
+        if type(conv) is not nn.Conv2d or type(bn) is not nn.BatchNorm2d:
+            continue  # folded already
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+            if bn.affine:
+                scale = scale * bn.weight.float()
+            shift = -bn.running_mean.float() * scale
+            if bn.affine:
+                shift = shift + bn.bias.float()
+            if conv.bias is not None:
+                shift = shift + conv.bias.float() * scale
+            conv.weight.copy_((conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+            conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=False)
+        parent_name, _, child = bn_name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else net, child, nn.Identity())
+        folded += 1
+    return folded
+
+
+_FOLD_PLANS: dict[object, tuple[tuple[str, str], ...]] = {}
+
+
+def _fold_plan(net: nn.Module) -> tuple[tuple[str, str], ...]:
+    """(conv name, BatchNorm name) pairs of ``net`` that can be folded (see ``fold_batchnorm``)."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(net).graph
+    except Exception:  # noqa: BLE001 - untraceable control flow: no folding, same results
+        return ()
+    modules = dict(net.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or type(modules.get(node.target)) is not nn.BatchNorm2d:
+            continue
+        src = node.args[0] if node.args else None
+        bn = modules[node.target]
+        if (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and type(modules.get(src.target)) is nn.Conv2d
+            and len(src.users) == 1
+            and calls[src.target] == 1
+            and calls[node.target] == 1
+            and bn.track_running_stats
+            and bn.running_mean is not None
+        ):
+            pairs.append((src.target, node.target))
+    return tuple(pairs)
