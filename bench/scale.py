@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.common import SHARED_DATA, write_result
 
@@ -56,6 +57,20 @@ def seconds_between(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU seconds of the processes and their children so far."""
+    total = 0.0
+    for p in procs:
+        try:
+            proc = psutil.Process(p.pid)
+            for q in [proc, *proc.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def run_service(dataset: Path, workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -100,7 +115,10 @@ def run_service(dataset: Path, workers: int, args: argparse.Namespace, tmp: Path
             procs.append(
                 subprocess.Popen(sepguard("worker", "--concurrency", "1"), env=env, stdout=log, stderr=subprocess.STDOUT)
             )
+        worker_procs = procs[1:]
         headers = {"Authorization": f"Bearer {token}"}
+        load_start = os.getloadavg()[0]
+        cpu_start = cpu_seconds(worker_procs)
         form = {"preset": args.preset, **dict(s.split("=", 1) for s in args.set)}
         t0 = time.time()
         with open(dataset, "rb") as f:
@@ -116,6 +134,8 @@ def run_service(dataset: Path, workers: int, args: argparse.Namespace, tmp: Path
                 raise RuntimeError(f"job {job_id} did not finish in {args.timeout} s (stage {job.get('stage')})")
             time.sleep(2)
         total = time.time() - t0
+        worker_cpu = cpu_seconds(worker_procs) - cpu_start
+        load_end = os.getloadavg()[0]
         if job["status"] != "succeeded":
             raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
         out_zip = tmp / f"protected-{workers}.zip"
@@ -133,6 +153,8 @@ def run_service(dataset: Path, workers: int, args: argparse.Namespace, tmp: Path
         return {
             "workers": workers,
             "job_seconds": round(total, 1),
+            "worker_cpu_seconds": round(worker_cpu, 1),
+            "load_1min": [round(load_start, 2), round(load_end, 2)],
             "stage_seconds": {k: (round(v, 1) if v is not None else None) for k, v in stages.items()},
             "craft_seconds": stages.get("craft"),
             "report_timings_seconds": report.get("timings_seconds"),
@@ -177,15 +199,21 @@ def main() -> None:
         f"{args.shard_size} ({base['shards']} shards), broker {args.broker or 'SQLite (data folder)'}, embedded SQLite database; "
         f"`sepguard serve --no-worker` + N x `sepguard worker --concurrency 1`, SEPGUARD_TORCH_THREADS=1.",
         "",
-        "| workers | crafting stage wall (s) | job wall (s) | stages (s) |",
-        "|---|---|---|---|",
+        "| workers | crafting stage wall (s) | sum of shard times (s) | job wall (s) | workers' CPU (s) | load 1 min (start/end) | stages (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         st = ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items())
-        lines.append(f"| {r['workers']} | {r['craft_seconds']:.1f} | {r['job_seconds']} | {st} |")
+        shard_sum = (r["report_timings_seconds"] or {}).get("craft")
+        lines.append(
+            f"| {r['workers']} | {r['craft_seconds']:.1f} | {shard_sum} | {r['job_seconds']} | {r['worker_cpu_seconds']} | "
+            f"{r['load_1min'][0]} / {r['load_1min'][1]} | {st} |"
+        )
     lines += [
         "",
-        "Crafting speed-up: " + ", ".join(f"{w} workers {s:.2f}x" for w, s in speedups.items()) + " (target >= 1.7x).",
+        "Crafting speed-up: " + ", ".join(f"{w} workers {s:.2f}x" for w, s in speedups.items()) + " (target >= 1.7x). "
+        f"The machine has {os.cpu_count()} cores; when other work holds one of them, two one-thread workers share the "
+        "other and each shard takes about twice as long (compare the sum of shard times).",
         f"Protected images identical across runs (sha256 of every file): {'yes' if identical else 'NO'}"
         + (f" ({len(differing)} differ, e.g. {differing[:3]})" if differing else "")
         + f"; l-inf bound kept: {'yes' if bound_ok else 'NO'} (max {max(r['max_linf'] for r in runs)} <= eps {base['eps']:g}).",

@@ -1,25 +1,27 @@
 """Device choice and the per-device speed settings: autocast dtype, memory format, frozen members.
 
-Measured (bench/throughput.py, results in bench/results/throughput*.md), CIFAR ResNet18 at
-width 16, batch 128, on a 2-core AVX-512 CPU:
+Measured with bench/throughput.py (bench/results/throughput-cpu.md): CIFAR ResNet18 at width 16,
+K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch thread, best of
+5 interleaved rounds), in image-passes/s:
 
-- channels_last is faster than contiguous for forward+backward to the input (≈ 1.4×) and no
-  slower for training, so it is used on every device.
-- bf16 autocast is ≈ 2× faster than fp32 on a CPU with native bf16 instructions
-  (AVX512-BF16 / AMX) for crafting and ≈ 1.5× for training; on a CPU without them bf16 is
-  emulated and slower, so it is used there only when the CPU has them. On CUDA: bf16 when the
-  GPU supports it (tensor cores).
-- Folding each eval-mode BatchNorm into the convolution before it (``freeze``) saves a pass
-  over every activation forward and backward: ≈ 1.1-1.3× for crafting on the CPU.
+- contiguous fp32 382 -> channels_last 504 (1.3x): channels_last is used on every device; for
+  training it is no slower (261 -> 345 images/s best round, equal medians).
+- folding each eval-mode BatchNorm into the convolution before it (``freeze``): 504 -> 614
+  (1.2x); folded, BatchNorm disappears from the crafting profile.
+- bf16 autocast on this CPU (native AVX512-BF16): 614 -> 1092 for crafting (1.8x), 345 -> 602
+  images/s for training (1.75x). It stays opt-in on the CPU (``SEPGUARD_AUTOCAST=bf16``) until
+  the protection it gives is measured against fp32 (a CPU without native bf16 emulates it;
+  not measured here). On CUDA: bf16 whenever the GPU supports it (tensor cores).
+- torch.compile of the member loss (bf16, channels_last) paid 1.05-1.1x on the CPU after a
+  74 s compilation in every process: not used.
 
 The choices depend only on the hardware (never on a timing taken at run time), so every worker
-with the same hardware computes the same perturbation. Override for experiments with
-``SEPGUARD_AUTOCAST`` (``bf16`` | ``fp16`` | ``off``), ``SEPGUARD_CHANNELS_LAST`` (``1`` | ``0``)
-and ``SEPGUARD_FOLD_BN`` (``1`` | ``0``), or in code with ``override(...)``.
+with the same hardware computes the same perturbation. Override with ``SEPGUARD_AUTOCAST``
+(``bf16`` | ``fp16`` | ``off``), ``SEPGUARD_CHANNELS_LAST`` (``1`` | ``0``) and
+``SEPGUARD_FOLD_BN`` (``1`` | ``0``), or in code with ``override(...)``.
 """
 
 import contextlib
-import copy
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
