@@ -1,6 +1,5 @@
-"""The web application: REST API under /api/v1, health check, and the web page when present."""
+"""The web application: REST API under /api/v1, health check, and the web page."""
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -10,10 +9,10 @@ from fastapi.responses import JSONResponse
 from app.api.main import api_router
 from app.api.routes import health
 from app.schemas import ValidationMessage
+from app.web.routes import router as web_router
 
 API_PREFIX = "/api/v1"
 
-log = logging.getLogger(__name__)
 
 
 LOCATIONS = ("body", "query", "path", "header", "cookie")
@@ -61,12 +60,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router, include_in_schema=False)
-    try:
-        from app.web.routes import router as web_router
-    except ImportError:
-        log.info("web page not available")
-    else:
-        app.include_router(web_router)
+    app.include_router(web_router)
     return app
 
 
