@@ -35,7 +35,7 @@ def main() -> None:
     # are 4-9x slower per image than ResNet18 at width 16)
     ap.add_argument("--victims", default="resnet18,vgg16,senet18")
     ap.add_argument("--victim-width", type=int, default=16)
-    ap.add_argument("--victim-epochs", type=int, default=20)
+    ap.add_argument("--victim-epochs", type=int, default=15)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick checks)")
     ap.add_argument("--name", default="efficacy")
     ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set steps=12")

@@ -13,7 +13,7 @@ from engine.features import class_means, target_classes
 
 CPU = torch.device("cpu")
 EPS = 8.0
-TINY = dict(eps=EPS, steps=2, inner_steps=2, checkpoints=3, craft_batch=32, seed=3)
+TINY = dict(eps=EPS, steps=2, inner_steps=2, checkpoints=3, craft_batch=32, seed=3, augment=False)
 
 
 @pytest.fixture(scope="module")
