@@ -181,6 +181,10 @@ def main() -> None:
                 "seconds": round(hi - lo, 1),
                 "peak_rss_mb": round(max((s[1] for s in inside), default=0) / MB),
             }
+        packaged = None
+        if stopped_early:  # images written so far: local file headers in the unfinished zip
+            parts = list(workdir.glob(f".protected.zip.*.part"))
+            packaged = sum(part.read_bytes().count(b"PK\x03\x04") for part in parts) if parts else None
         report: dict[str, Any] = {}
         files = 0
         if out_zip.exists():
@@ -203,6 +207,7 @@ def main() -> None:
             "per_stage": per_stage,
             "report_timings_seconds": report.get("timings_seconds"),
             "stopped_during_package": stopped_early,
+            "images_packaged_before_stop": packaged,
             "output_zip_mb": round(out_zip.stat().st_size / MB, 1) if out_zip.exists() else None,
             "output_files": files,
             "samples": len(sampler.samples),
@@ -215,7 +220,8 @@ def main() -> None:
         f"limit {args.limit_gb:g} GB: {'within' if result['within_limit'] else 'EXCEEDED'}). "
         f"Wall time {result['wall_seconds']} s. "
         + (
-            f"Stopped {args.package_seconds:g} s into the package stage (not run to the end)."
+            f"Stopped {args.package_seconds:g} s into the package stage (not run to the end; "
+            f"about {packaged} images packaged by then)."
             if stopped_early
             else f"Output zip: {result['output_zip_mb']} MB, {files} images ({args.output_format})."
         ),
