@@ -28,6 +28,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(peak_signal_noise_ratio(a, b, data_range=255), PSNR_IDENTICAL))
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of 8-bit images from their mean squared error (PSNR_IDENTICAL at 0)."""
+    if mse == 0:
+        return PSNR_IDENTICAL
+    return float(min(10 * np.log10(255.0**2 / mse), PSNR_IDENTICAL))
+
+
+def center_crop(a: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` region (the whole image when smaller)."""
+    h, w = a.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return a[top : top + side, left : left + side]
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Structural similarity for 8-bit images; the window shrinks to fit tiny images."""
     _check(a, b)
