@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     shard_size: int | None = Field(default=None, gt=0)  # overrides the preset's crafting shard size
     token_cookie: str = "sepguard_token"
+    # Browsers keep a Secure cookie over https and on localhost only: set false to sign in
+    # over plain http from another machine (e.g. behind a trusted LAN without TLS).
+    cookie_secure: bool = True
     upload_chunk_bytes: int = Field(default=1024 * 1024, gt=0)
     broker_check_timeout: float = Field(default=2.0, gt=0)
 

@@ -187,7 +187,7 @@ def _sign_in(request: Request, session: SessionDep, settings: Settings, token: s
         token,
         max_age=COOKIE_MAX_AGE,
         path="/",
-        secure=bool(getattr(settings, "cookie_secure", True)),
+        secure=settings.cookie_secure,
         httponly=True,
         samesite="lax",
     )
@@ -227,7 +227,7 @@ def logout(settings: SettingsDep) -> Response:
     response.delete_cookie(
         settings.token_cookie,
         path="/",
-        secure=bool(getattr(settings, "cookie_secure", True)),
+        secure=settings.cookie_secure,
         httponly=True,
         samesite="lax",
     )

@@ -196,3 +196,17 @@ def test_login_page_warns_when_the_secure_cookie_cannot_stick(data_dir: Path) ->
     for base in ("http://127.0.0.1:8000", "http://localhost:8000", "https://sepguard.example.org"):
         with TestClient(app, base_url=base) as c:
             assert 'id="insecure-note"' not in c.get("/login").text
+
+
+def test_cookie_secure_can_be_turned_off_for_plain_http(
+    data_dir: Path, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.main import create_app
+
+    monkeypatch.setenv("SEPGUARD_COOKIE_SECURE", "false")
+    get_settings.cache_clear()
+    with TestClient(create_app(), base_url="http://lan-host") as c:
+        r = c.get("/login", params={"token": tokens["alice"]}, follow_redirects=False)
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" not in cookie
+    get_settings.cache_clear()
