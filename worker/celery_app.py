@@ -9,11 +9,16 @@ in ``worker.recovery`` covers brokers that do not (the embedded SQLite broker).
 from typing import Any
 
 from celery import Celery, signals
+from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
 from app.core.config import Settings, get_settings
 from worker.settings import get_worker_settings
 
 QUEUE = "sepguard"
+# The database transport polls for messages (kombu's default: every second); a local query
+# every 0.2 s lets a worker start the next craft shard without idling (bench/results/scale.md).
+DATABASE_POLLING_SECONDS = 0.2
+SQLAlchemyTransport.polling_interval = DATABASE_POLLING_SECONDS
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -22,6 +27,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     timeout = settings.broker_check_timeout
     if url.startswith(("sqla+", "sqlalchemy+")):
         # Passed to sqlalchemy.create_engine: wait for SQLite's write lock instead of failing.
+        # (This transport hands every option to create_engine, so its polling interval is set
+        # on the transport class instead: see DATABASE_POLLING_SECONDS.)
         return {"connect_args": {"timeout": 30}} if "sqlite" in url else {}
     if url.startswith(("redis", "rediss", "sentinel")):
         return {
