@@ -71,6 +71,11 @@ def craft(
             delta[lo:hi] = random_delta(tuple(images[lo:hi].shape), cfg.eps, gen).half()
         else:
             x0 = to_float(images[lo:hi], device)
+
+            def step_progress(done_steps: int, lo: int = lo, hi: int = hi) -> None:
+                progress("craft", lo + (hi - lo) * done_steps // (cfg.steps + 1), n)
+
+            attack.on_step = step_progress
             adv = attack(x0, labels[lo:hi].to(device), targets_all[lo:hi].to(device), gen)
             delta[lo:hi] = (adv - x0).float().cpu().half()
         progress("craft", hi, n)

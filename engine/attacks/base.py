@@ -4,6 +4,8 @@ Chen et al., "Self-Ensemble Protection: Training Checkpoints are Good Data Prote
 every SEP variant is projected sign-gradient descent inside the ℓ∞ ball of radius ε.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -48,6 +50,8 @@ class Attack:
         self.device = device
         self.augment = augment
         self.generator: torch.Generator | None = None  # set per batch by __call__ (seeded draws)
+        # called with the number of finished outer steps: progress (and cancellation) within a batch
+        self.on_step: Callable[[int], None] = _ignore
 
     def step_size(self, t: int) -> float:
         """α at outer step t (0-based): constant, or linear from α to α_final."""
@@ -107,4 +111,9 @@ class EnsembleDescent(Attack):
         for t in range(self.steps):
             grads = self.ensemble_grad(x, targets)
             x = self.step(x, x0, torch.stack(grads).mean(0), self.step_size(t))
+            self.on_step(t + 1)
         return x
+
+
+def _ignore(done_steps: int) -> None:
+    """Default step callback: nothing to report."""

@@ -29,6 +29,7 @@ class SEPFAVR(FeatureAlignment):
             mean = torch.stack(grads).mean(0)
             if self.inner_steps == 0:
                 x = self.step(x, x0, mean, alpha)
+                self.on_step(t + 1)
                 continue
             x_inner = x.clone()
             accumulated = torch.zeros_like(x)
@@ -38,4 +39,5 @@ class SEPFAVR(FeatureAlignment):
                 accumulated += self.member_grad(j, x_inner, targets) - grads[j] + mean
                 x_inner = self.step(x_inner, x0, accumulated, alpha)
             x = self.step(x, x0, accumulated, alpha)
+            self.on_step(t + 1)
         return x

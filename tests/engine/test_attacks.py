@@ -156,3 +156,15 @@ def test_step_size_schedule_decays_linearly(ensemble) -> None:
     sizes = [attack.step_size(t) * 255 for t in range(5)]
     assert sizes[0] == pytest.approx(4) and sizes[-1] == pytest.approx(0.5)
     assert all(a > b for a, b in zip(sizes, sizes[1:]))
+
+
+@pytest.mark.parametrize("method", ["sep-fa", "sep-fa-vr"])
+def test_progress_is_reported_within_a_batch_at_every_outer_step(ensemble, sample_set, method: str) -> None:
+    """A cancel (raised from the progress callback) stops crafting after one step, not one batch."""
+    nets, means = ensemble
+    images, labels = sample_set[0][:16], sample_set[1][:16]
+    cfg = preset("fast", method=method, **{**TINY, "steps": 3, "craft_batch": 16})
+    calls: list[tuple[int, int]] = []
+    craft(nets, means, images, labels, 10, cfg, CPU, progress=lambda s, d, t: calls.append((d, t)))
+    assert len(calls) == 4 and calls[-1] == (16, 16)  # 3 steps inside the batch + the batch end
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[0][0] < 16
