@@ -14,7 +14,7 @@ from engine.attacks.sep import SEP
 from engine.attacks.sep_fa import SEPFA
 from engine.attacks.sep_fa_vr import SEPFAVR
 from engine.config import ProtectConfig
-from engine.device import to_float
+from engine.device import fit_batch, free_memory, member_bytes_per_image, to_float
 from engine.features import target_classes
 from engine.progress import Progress, no_progress
 
@@ -64,8 +64,14 @@ def craft(
     delta = torch.empty(images.shape, dtype=torch.float16)
     targets_all = target_classes(labels, num_classes)
     attack = None if cfg.method == "random" else build_attack(nets, means, cfg, device)
-    for lo in range(0, n, cfg.craft_batch):
-        hi = min(n, lo + cfg.craft_batch)
+    batch = cfg.craft_batch
+    if attack is not None:
+        # each image also holds x0, x, the accumulated direction and K member gradients (VR)
+        state = (len(attack.nets) + 4) * images[0].numel() * 4
+        per_image = member_bytes_per_image(attack.nets[0], device, images.shape[-1]) + state
+        batch = fit_batch(cfg.craft_batch, per_image, free_memory(device))
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_index + lo)
         if attack is None:
             delta[lo:hi] = random_delta(tuple(images[lo:hi].shape), cfg.eps, gen).half()

@@ -123,3 +123,23 @@ def test_autocast_and_to_float() -> None:
         torch.testing.assert_close(f, images.float() / 255)
     with dev.override(channels_last=False):
         assert dev.to_float(images, CPU).is_contiguous()
+
+
+def test_fit_batch_halves_until_it_fits_and_keeps_batch_boundaries() -> None:
+    from engine.device import fit_batch
+
+    assert fit_batch(256, per_image_bytes=1000, free_bytes=10**9) == 256
+    assert fit_batch(256, per_image_bytes=1000, free_bytes=100_000) == 32  # 32 * 1000 <= 0.6 * 1e5
+    assert 256 % fit_batch(256, per_image_bytes=7777, free_bytes=123_456) == 0
+    assert fit_batch(256, per_image_bytes=10**9, free_bytes=10) == 1
+
+
+def test_member_memory_estimate_grows_with_resolution_and_width() -> None:
+    import models
+    from engine.device import freeze, member_bytes_per_image
+
+    cpu = torch.device("cpu")
+    small = member_bytes_per_image(freeze(models.build_model("resnet18", 10, width=8), cpu), cpu, 32)
+    wide = member_bytes_per_image(freeze(models.build_model("resnet18", 10, width=16), cpu), cpu, 32)
+    big = member_bytes_per_image(freeze(models.build_model("resnet18", 10, width=8), cpu), cpu, 64)
+    assert 0 < small < wide and 3 * small < big
