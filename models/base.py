@@ -69,9 +69,18 @@ class Net(nn.Module):
         """[0, 1] pixels -> CIFAR-10 standardised input of the first layer."""
         return (images - self.pixel_mean) / self.pixel_std
 
+    def set_layers(self, layers: list[nn.Module], channels: int) -> None:
+        """The common plain-stack layout: ``body`` (the layers), global pooling, and a linear
+        classifier over the ``channels`` of the last layer (used by ``embed`` below)."""
+        self.body = nn.Sequential(*layers)
+        self.pool = global_pool()
+        self.feature_dim = channels
+        self.classifier = nn.Linear(channels, self.config.num_classes)
+
     def embed(self, normalized: Tensor) -> Tensor:
-        """Normalised images -> penultimate feature (N, feature_dim)."""
-        raise NotImplementedError
+        """Normalised images -> penultimate feature (N, feature_dim); plain stacks built with
+        ``set_layers`` need nothing more, other layouts override this."""
+        return self.pool(self.body(normalized))
 
     def features(self, images: Tensor) -> Tensor:
         """Images in [0, 1] -> penultimate feature (N, feature_dim), the classifier's input."""

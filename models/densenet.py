@@ -9,10 +9,10 @@ blocks and transitions are torchvision's own, which match the CIFAR reference la
 import math
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models.densenet import _DenseBlock, _Transition
 
-from models.base import Net, NetConfig, global_pool
+from models.base import Net, NetConfig
 
 LAYERS_PER_BLOCK: tuple[int, ...] = (6, 12, 24, 16)
 FULL_GROWTH_RATE = 32
@@ -61,10 +61,4 @@ class DenseNet121(Net):
                 layers.append(_Transition(channels, reduced))
                 channels = reduced
         layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
-        self.body = nn.Sequential(*layers)
-        self.pool = global_pool()
-        self.feature_dim = channels
-        self.classifier = nn.Linear(channels, self.config.num_classes)
-
-    def embed(self, normalized: Tensor) -> Tensor:
-        return self.pool(self.body(normalized))
+        self.set_layers(layers, channels)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from models.base import Net, NetConfig, global_pool
+from models.base import Net, NetConfig
 
 STEM_CHANNELS = 192  # at full width
 
@@ -96,10 +96,4 @@ class GoogLeNet(Net):
                 in_channels = scaled_spec.out_channels
             else:
                 layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        self.body = nn.Sequential(*layers)
-        self.pool = global_pool()
-        self.feature_dim = in_channels
-        self.classifier = nn.Linear(in_channels, self.config.num_classes)
-
-    def embed(self, normalized: Tensor) -> Tensor:
-        return self.pool(self.body(normalized))
+        self.set_layers(layers, in_channels)

@@ -7,10 +7,10 @@ still work; for 32x32 and 64x64 inputs this is identical to the usual floor mode
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from models.base import Net, NetConfig, global_pool
+from models.base import Net, NetConfig
 
 POOL = "M"
 # Channels of each conv layer at full width, "M" = 2x2 max-pool (VGG configuration D).
@@ -38,10 +38,4 @@ class VGG16(Net):
                 out_channels = self.config.scaled(int(spec))
                 layers.append(Conv2dNormActivation(in_channels, out_channels, kernel_size=3))
                 in_channels = out_channels
-        self.body = nn.Sequential(*layers)
-        self.pool = global_pool()
-        self.feature_dim = in_channels
-        self.classifier = nn.Linear(in_channels, self.config.num_classes)
-
-    def embed(self, normalized: Tensor) -> Tensor:
-        return self.pool(self.body(normalized))
+        self.set_layers(layers, in_channels)
