@@ -1,4 +1,4 @@
-"""Fixtures for the service tests: a fresh data dir with a migrated SQLite database per test."""
+"""Fixtures for the service tests (``data_dir`` comes from tests/conftest.py)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -6,45 +6,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import get_settings
-from app.core.db import dispose_engines, session_scope, upgrade_database
+from app.core.db import session_scope
 from app.core.security import create_token
-
-SERVICE_ENV = (
-    "SEPGUARD_DATABASE_URL",
-    "SEPGUARD_BROKER_URL",
-    "SEPGUARD_MAX_UPLOAD_BYTES",
-    "SEPGUARD_MAX_UNCOMPRESSED_BYTES",
-    "SEPGUARD_MAX_FILES",
-    "SEPGUARD_MAX_PIXELS",
-    "SEPGUARD_MAX_RATIO",
-    "SEPGUARD_SHARD_SIZE",
-)
-
-
-def reload_settings() -> None:
-    """Apply changed ``SEPGUARD_*`` variables (database and broker included)."""
-    get_settings.cache_clear()
-    dispose_engines()
-    try:
-        from worker.celery_app import celery_app, configure
-    except ImportError:
-        return
-    configure()
-    celery_app.close()  # pooled connections still point at the previous broker
-    celery_app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty data dir with a migrated SQLite database, configured through the environment."""
-    monkeypatch.setenv("SEPGUARD_DATA_DIR", str(tmp_path / "data"))
-    for name in SERVICE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    reload_settings()
-    upgrade_database()
-    yield tmp_path / "data"
-    reload_settings()
 
 
 @pytest.fixture

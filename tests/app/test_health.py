@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.app.conftest import reload_settings
+from tests.conftest import reload_settings
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/api/v1/healthz"])

@@ -16,7 +16,7 @@ from app import storage
 from app.core.db import session_scope
 from app.db_models import Job
 from engine.errors import LimitExceeded
-from tests.app.conftest import reload_settings
+from tests.conftest import reload_settings
 from tests.app.helpers import assert_nothing_left, bearer, dataset_zip, job_count, png_bytes, zip_bytes
 
 JOBS = "/api/v1/jobs"

@@ -1,50 +1,20 @@
-"""Fixtures for the worker tests: a fresh data dir with a migrated SQLite database and the
-embedded SQLite broker, and helpers to create jobs and run what the pipeline queued."""
+"""Fixtures for the worker tests (``data_dir`` comes from tests/conftest.py): helpers to create
+jobs and run what the pipeline queued."""
 
 import base64
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.core.config import get_settings
-from app.core.db import dispose_engines, session_scope, upgrade_database
+from app.core.db import session_scope
 from app.db_models import Job, Owner, new_job_id
 from app.storage import job_dir
 from tests.worker.helpers import job_params, write_sample_zip
-from worker.celery_app import celery_app, configure
-from worker.settings import get_worker_settings
-
-ENV = (
-    "SEPGUARD_DATABASE_URL",
-    "SEPGUARD_BROKER_URL",
-    "SEPGUARD_SHARD_SIZE",
-    "SEPGUARD_TORCH_THREADS",
-    "SEPGUARD_WORKER_LEASE_SECONDS",
-    "SEPGUARD_PROGRESS_INTERVAL_SECONDS",
-)
-
-
-def reload() -> None:
-    get_settings.cache_clear()
-    get_worker_settings.cache_clear()
-    dispose_engines()
-    configure()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Embedded mode in a temporary data dir: SQLite database and SQLite broker."""
-    monkeypatch.setenv("SEPGUARD_DATA_DIR", str(tmp_path / "data"))
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    reload()
-    upgrade_database()
-    yield tmp_path / "data"
-    reload()
+from worker.celery_app import celery_app
 
 
 @pytest.fixture

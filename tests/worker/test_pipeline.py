@@ -9,7 +9,7 @@ import pytest
 from app.core.db import session_scope
 from app.db_models import Job
 from app.storage import job_dir
-from tests.worker.conftest import reload
+from tests.conftest import reload_settings as reload
 from worker import state
 from worker.pipeline import BrokerUnavailable, cancel_job, dispatch_next, submit_job
 

@@ -8,7 +8,7 @@ import pytest
 
 from app.core.db import session_scope
 from app.db_models import Job, JobShard, utcnow
-from tests.worker.conftest import reload
+from tests.conftest import reload_settings as reload
 from worker import recovery, state
 
 
