@@ -44,6 +44,16 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def recorded_args(args: Any) -> dict[str, str]:
+    """A benchmark's arguments for its result file, paths relative to the repository root
+    (a result must not name the machine's folders)."""
+    root = RESULTS.parents[1]
+    return {
+        k: os.path.relpath(v, root) if isinstance(v, Path) and v.is_absolute() else str(v)
+        for k, v in vars(args).items()
+    }
+
+
 def write_result(name: str, data: dict[str, Any], markdown: str) -> Path:
     """bench/results/<name>.json and .md, stamped with the machine and the time."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import SHARED_DATA, write_result
+from bench.common import SHARED_DATA, recorded_args, write_result
 from engine import stages
 from engine.attacks import passes_per_image
 from engine.config import preset
@@ -115,7 +115,7 @@ def main() -> None:
         lines.append(f"| {r['method']} | {r.get('passes_per_image', '')} | {secs} | {accs} | {r['mean_acc']:.1%} |")
     write_result(
         args.name,
-        {"args": {k: str(v) for k, v in vars(args).items()}, "shared_seconds": timings, "surrogate_history": history, "rows": rows},
+        {"args": recorded_args(args), "shared_seconds": timings, "surrogate_history": history, "rows": rows},
         "\n".join(lines),
     )
     print("\n".join(lines))

@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from bench.common import SHARED_DATA, write_result
+from bench.common import SHARED_DATA, recorded_args, write_result
 
 GB = 1024**3
 MB = 1024**2
@@ -230,7 +230,7 @@ def main() -> None:
         "|---|---|---|",
     ]
     lines += [f"| {k} | {v['seconds']} | {v['peak_rss_mb']} |" for k, v in per_stage.items()]
-    write_result(args.name, {"args": {k: str(v) for k, v in vars(args).items()}, **result}, "\n".join(lines))
+    write_result(args.name, {"args": recorded_args(args), **result}, "\n".join(lines))
     print("\n".join(lines))
 
 

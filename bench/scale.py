@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import SHARED_DATA, write_result
+from bench.common import SHARED_DATA, recorded_args, write_result
 
 
 def free_port() -> int:
@@ -221,7 +221,7 @@ def main() -> None:
     write_result(
         args.name,
         {
-            "args": {k: str(v) for k, v in vars(args).items()},
+            "args": recorded_args(args),
             "runs": [{k: v for k, v in r.items() if k != "digests"} for r in runs],
             "speedups": speedups,
             "identical": identical,
