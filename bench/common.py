@@ -22,12 +22,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_simd() -> str:
+    """The widest vector extension of the CPU that matters for torch's kernels: two CPUs sold
+    under the same model name can differ (AVX2 only vs AVX-512 with native bf16)."""
+    try:
+        flags = set(next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return "unknown"
+    for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512 + BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return "SSE"
+
+
 def machine() -> dict[str, Any]:
     """What ran the benchmark: CPU model and cores, GPU name if any, torch version."""
     import torch
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "simd": cpu_simd(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -60,6 +74,7 @@ def write_result(name: str, data: dict[str, Any], markdown: str) -> Path:
     data = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
     m = data["machine"]
-    header = f"Machine: {m.get('gpu') or m['cpu']} ({m['cores']} cores, torch {m['torch']}), {data['date']}\n\n"
+    cpu = f"{m['cpu']}, {m['simd']}"
+    header = f"Machine: {m.get('gpu') or cpu} ({m['cores']} cores, torch {m['torch']}), {data['date']}\n\n"
     (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{header}{markdown}\n")
     return RESULTS / f"{name}.json"

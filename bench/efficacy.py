@@ -6,9 +6,14 @@ accuracy of independently trained victims; plus victims trained on the clean set
 
     python bench/efficacy.py                       # cifar10-mini, balanced preset, CPU
     python bench/efficacy.py --data DIR --preset paper --victims resnet18 --victim-width 64
+    python bench/efficacy.py --methods sep-fa-vr --variant t12:steps=12 --variant m10:inner_steps=10
+
+A ``--variant`` changes crafting fields only (T, M, alpha, ...) and reuses the shared surrogate,
+so several crafting settings are compared against the same checkpoints in one run.
 """
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +27,7 @@ from engine.attacks import passes_per_image
 from engine.config import preset
 from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
+from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
 
 
@@ -39,9 +45,21 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick checks)")
     ap.add_argument("--name", default="efficacy")
     ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set steps=12")
+    ap.add_argument(
+        "--variant", action="append", default=[],
+        help="NAME:field=value,... a crafting-only setting run beside the preset (repeatable)",
+    )
+    ap.add_argument("--no-clean", action="store_true", help="skip the victims trained on clean images")
     args = ap.parse_args()
 
-    overrides = {k: parse_field(args.preset, k, v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_fields(args.preset, args.set)
+    variants = {"": {}} if not args.variant else {}
+    for v in args.variant:
+        name, _, spec = v.partition(":")
+        variants[name] = parse_fields(args.preset, spec.split(",") if spec else [])
+        shared = set(variants[name]) & SHARED_FIELDS
+        if shared:
+            raise SystemExit(f"--variant {name}: {', '.join(sorted(shared))} change the shared surrogate; use --set")
     device = pick_device()
     methods = args.methods.split(",")
     rows, timings = [], {}
@@ -68,12 +86,14 @@ def main() -> None:
         settings = EvalSettings(
             archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed
         )
-        clean = compare_victims(None, (images, labels), (test_x, test_y), num_classes, settings, device)
-        rows.append({"method": "clean (no protection)", "victims": clean["victims"], "mean_acc": clean["mean_protected_acc"]})
-        print("clean", clean, flush=True)
-        for method in methods:
-            cfg = preset(args.preset, eps=args.eps, method=method, **overrides)
-            job = Path(tmp) / method
+        if not args.no_clean:
+            clean = compare_victims(None, (images, labels), (test_x, test_y), num_classes, settings, device)
+            rows.append({"method": "clean (no protection)", "victims": clean["victims"], "mean_acc": clean["mean_protected_acc"]})
+            print("clean", clean, flush=True)
+        for method, (variant, changes) in itertools.product(methods, variants.items()):
+            cfg = preset(args.preset, eps=args.eps, method=method, **{**overrides, **changes})
+            label = f"{method} {variant}".strip()
+            job = Path(tmp) / label.replace(" ", "-")
             job.mkdir()
             for f in (stages.INDEX, stages.WORKING, stages.CHECKPOINTS, stages.MEANS, "dataset"):
                 (job / f).symlink_to(base / f)
@@ -90,7 +110,8 @@ def main() -> None:
             uses_surrogate = method != "random"
             protect_s = timings["ingest"] + (timings["train"] + timings["means"]) * uses_surrogate + craft_s + package_s
             rows.append({
-                "method": method,
+                "method": label,
+                "changes": changes,
                 "victims": res["victims"],
                 "mean_acc": res["mean_protected_acc"],
                 "passes_per_image": passes_per_image(cfg, cfg.checkpoints),
@@ -104,6 +125,7 @@ def main() -> None:
         f"eps {args.eps:g}/255, overrides {overrides or 'none'}.",
         f"Shared stages: ingest {timings['ingest']:.0f} s, surrogate training {timings['train']:.0f} s "
         f"(final train acc {history[-1]['train_acc']:.1%}), class means {timings['means']:.0f} s.",
+        f"Speed settings: {speed_settings(device)}.",
         f"Victims: {', '.join(archs)} at width {args.victim_width}, {args.victim_epochs} epochs, tested on clean images.",
         "",
         "| method | passes/image | protect wall time (s) | " + " | ".join(archs) + " | mean victim acc |",
@@ -119,6 +141,18 @@ def main() -> None:
         "\n".join(lines),
     )
     print("\n".join(lines))
+
+
+# fields that shape the surrogate run, its checkpoints or the class means (shared by all variants)
+SHARED_FIELDS = {"arch", "width", "epochs", "batch_size", "lr", "weight_decay", "resolution", "checkpoints", "seed"}
+
+
+def parse_fields(preset_name: str, items: list[str]) -> dict[str, object]:
+    """``field=value`` strings as typed preset overrides."""
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"expected field=value, got {items}")
+    return {k: parse_field(preset_name, k, v) for k, v in pairs}
 
 
 def parse_field(preset_name: str, name: str, value: str) -> object:

@@ -10,8 +10,9 @@ K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch 
   (1.2x); folded, BatchNorm disappears from the crafting profile.
 - bf16 autocast on this CPU (native AVX512-BF16): 614 -> 1092 for crafting (1.8x), 345 -> 602
   images/s for training (1.75x). It stays opt-in on the CPU (``SEPGUARD_AUTOCAST=bf16``) until
-  the protection it gives is measured against fp32 (a CPU without native bf16 emulates it;
-  not measured here). On CUDA: bf16 whenever the GPU supports it (tensor cores).
+  the protection it gives is measured against fp32. A CPU without native bf16 (AVX2 only)
+  emulates it: surrogate training ran more than 5x slower than fp32 there, so asking for bf16
+  on such a CPU warns. On CUDA: bf16 whenever the GPU supports it (tensor cores).
 - torch.compile of the member loss (bf16, channels_last) paid 1.05-1.1x on the CPU after a
   74 s compilation in every process: not used.
 
@@ -23,6 +24,7 @@ with the same hardware computes the same perturbation. Override with ``SEPGUARD_
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache
@@ -96,11 +98,24 @@ def settings(device: torch.device) -> SpeedSettings:
         if env_dtype not in _DTYPES:
             raise ValueError(f"SEPGUARD_AUTOCAST must be one of {', '.join(_DTYPES)}, got {env_dtype!r}")
         s = replace(s, autocast=_DTYPES[env_dtype])
+        if device.type == "cpu" and s.autocast == torch.bfloat16 and not cpu_has_bf16():
+            _warn_emulated_bf16()
     for field, var in (("channels_last", "SEPGUARD_CHANNELS_LAST"), ("fold_bn", "SEPGUARD_FOLD_BN")):
         flag = _env_flag(var)
         if flag is not None:
             s = replace(s, **{field: flag})
     return replace(s, **_forced) if _forced else s
+
+
+@cache
+def _warn_emulated_bf16() -> None:
+    warnings.warn(
+        "SEPGUARD_AUTOCAST=bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): torch emulates "
+        "it, which is several times SLOWER than fp32 (surrogate training measured > 5x slower on an "
+        "AVX2 CPU); unset SEPGUARD_AUTOCAST on this machine",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """Per-device speed settings: overrides, autocast, memory format, frozen members with folded BatchNorm."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -92,10 +94,23 @@ def test_override_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEPGUARD_FOLD_BN", "0")
     assert dev.settings(CPU) == dev.SpeedSettings(autocast=None, channels_last=False, fold_bn=False)
     monkeypatch.setenv("SEPGUARD_AUTOCAST", "bf16")
-    assert dev.settings(CPU).autocast == torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # this CPU may lack native bf16 (next test)
+        assert dev.settings(CPU).autocast == torch.bfloat16
     monkeypatch.setenv("SEPGUARD_AUTOCAST", "fp8")
     with pytest.raises(ValueError):
         dev.settings(CPU)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: native)
+    monkeypatch.setenv("SEPGUARD_AUTOCAST", "bf16")
+    dev._warn_emulated_bf16.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert dev.settings(CPU).autocast == torch.bfloat16
+    assert [("SLOWER" in str(w.message)) for w in caught] == ([] if native else [True])
 
 
 def test_defaults_follow_the_hardware() -> None:
