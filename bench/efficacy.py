@@ -89,7 +89,7 @@ def main() -> None:
         if not args.no_clean:
             clean = compare_victims(None, (images, labels), (test_x, test_y), num_classes, settings, device)
             rows.append({"method": "clean (no protection)", "victims": clean["victims"], "mean_acc": clean["mean_protected_acc"]})
-            print("clean", clean, flush=True)
+            save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device)
         for method, (variant, changes) in itertools.product(methods, variants.items()):
             cfg = preset(args.preset, eps=args.eps, method=method, **{**overrides, **changes})
             label = f"{method} {variant}".strip()
@@ -117,11 +117,25 @@ def main() -> None:
                 "passes_per_image": passes_per_image(cfg, cfg.checkpoints),
                 "seconds": {"craft": round(craft_s, 1), "package": round(package_s, 1), "protect_total": round(protect_s, 1)},
             })
-            print(rows[-1], flush=True)
+            save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device)
 
-    archs = settings.archs
+    print(save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device))
+
+
+def save(
+    args: argparse.Namespace,
+    overrides: dict[str, object],
+    timings: dict[str, float],
+    history: list[dict],
+    archs: list[str],
+    rows: list[dict],
+    n_train: int,
+    n_test: int,
+    device: torch.device,
+) -> str:
+    """Write the result files with the rows measured so far (a stopped run keeps them); the table."""
     lines = [
-        f"Dataset: {args.data.name} ({len(images)} train / {len(test_x)} clean test images), preset `{args.preset}`, "
+        f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}`, "
         f"eps {args.eps:g}/255, overrides {overrides or 'none'}.",
         f"Shared stages: ingest {timings['ingest']:.0f} s, surrogate training {timings['train']:.0f} s "
         f"(final train acc {history[-1]['train_acc']:.1%}), class means {timings['means']:.0f} s.",
@@ -140,7 +154,8 @@ def main() -> None:
         {"args": recorded_args(args), "shared_seconds": timings, "surrogate_history": history, "rows": rows},
         "\n".join(lines),
     )
-    print("\n".join(lines))
+    print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 # fields that shape the surrogate run, its checkpoints or the class means (shared by all variants)
