@@ -85,7 +85,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # the 8 steps. Measured on cifar10-mini (3,051 images, 2 CPU cores, three victims): crafting
     # on plain images (29.2% mean victim accuracy, protect 535 s,
     # bench/results/efficacy-sep-fa-vr-no-augment.md) beat crafting on crop+flip views (33.1%,
-    # bench/results/efficacy.md), so ``augment`` stays off.
+    # bench/results/efficacy-augment-on.md), so ``augment`` stays off.
     "balanced": dict(width=16, epochs=15, checkpoints=8, steps=8, inner_steps=6, alpha=2.0),
     "paper": dict(
         width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,

@@ -11,8 +11,8 @@ K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch 
 - bf16 autocast on this CPU (native AVX512-BF16): 614 -> 1092 for crafting (1.8x), 345 -> 602
   images/s for training (1.75x). It stays opt-in on the CPU (``SEPGUARD_AUTOCAST=bf16``) until
   the protection it gives is measured against fp32. A CPU without native bf16 (AVX2 only)
-  emulates it: surrogate training ran more than 5x slower than fp32 there, so asking for bf16
-  on such a CPU warns. On CUDA: bf16 whenever the GPU supports it (tensor cores).
+  emulates it: there, 15 surrogate epochs had not finished after 17 minutes (about 134 s in
+  fp32), so asking for bf16 on such a CPU warns. On CUDA: bf16 whenever the GPU supports it (tensor cores).
 - torch.compile of the member loss (bf16, channels_last) paid 1.05-1.1x on the CPU after a
   74 s compilation in every process: not used.
 
@@ -111,7 +111,7 @@ def settings(device: torch.device) -> SpeedSettings:
 def _warn_emulated_bf16() -> None:
     warnings.warn(
         "SEPGUARD_AUTOCAST=bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): torch emulates "
-        "it, which is several times SLOWER than fp32 (surrogate training measured > 5x slower on an "
+        "it, which is several times SLOWER than fp32 (surrogate training measured more than 7x slower on an "
         "AVX2 CPU); unset SEPGUARD_AUTOCAST on this machine",
         RuntimeWarning,
         stacklevel=3,
