@@ -82,10 +82,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
         width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_width=8, eval_epochs=4,
     ),
     # balanced: 8·(8+6) = 112 passes per image. α = 2/255 reaches the ε = 8/255 boundary in 4 of
-    # the 8 steps. Measured on cifar10-mini (3,051 images, 2 CPU cores, three victims): crafting
-    # on plain images (29.2% mean victim accuracy, protect 535 s,
-    # bench/results/efficacy-sep-fa-vr-no-augment.md) beat crafting on crop+flip views (33.1%,
-    # bench/results/efficacy-augment-on.md), so ``augment`` stays off.
+    # the 8 steps. Measured on cifar10-mini (3,051 images, 2 CPU cores, three victims; every run in
+    # bench/results/efficacy-tuning.md): 29.2% mean victim accuracy in 535 s on an AVX-512 CPU,
+    # 35.8% in 653 s on an AVX2 one (clean 56%). Crafting on crop+flip views was weaker (33.1%),
+    # so ``augment`` stays off; 8 (with M = 4) or 30 surrogate epochs were weaker (41.0%, 44.2%);
+    # 4 inner steps instead of 6 were within the run-to-run spread (37.5%).
     "balanced": dict(width=16, epochs=15, checkpoints=8, steps=8, inner_steps=6, alpha=2.0),
     "paper": dict(
         width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,
