@@ -12,25 +12,30 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(os.environ.get("SEPGUARD_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
-def cpu_model() -> str:
+def cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in /proc/cpuinfo (Linux), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_simd() -> str:
     """The widest vector extension of the CPU that matters for torch's kernels: two CPUs sold
     under the same model name can differ (AVX2 only vs AVX-512 with native bf16)."""
-    try:
-        flags = set(next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split())
-    except (OSError, StopIteration):
+    flags = cpuinfo("flags")
+    if flags is None:
         return "unknown"
+    present = set(flags.split())
     for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512 + BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
-        if flag in flags:
+        if flag in present:
             return name
     return "SSE"
 

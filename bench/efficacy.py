@@ -13,6 +13,7 @@ so several crafting settings are compared against the same checkpoints in one ru
 """
 
 import argparse
+import functools
 import itertools
 import tempfile
 import time
@@ -86,10 +87,16 @@ def main() -> None:
         settings = EvalSettings(
             archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed
         )
+        # the result files are rewritten after every row: a stopped run keeps what it measured
+        record = functools.partial(
+            save, args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device
+        )
+        table = record()
         if not args.no_clean:
             clean = compare_victims(None, (images, labels), (test_x, test_y), num_classes, settings, device)
             rows.append({"method": "clean (no protection)", "victims": clean["victims"], "mean_acc": clean["mean_protected_acc"]})
-            save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device)
+            table = record()
+            print(table.splitlines()[-1], flush=True)
         for method, (variant, changes) in itertools.product(methods, variants.items()):
             cfg = preset(args.preset, eps=args.eps, method=method, **{**overrides, **changes})
             label = f"{method} {variant}".strip()
@@ -117,9 +124,10 @@ def main() -> None:
                 "passes_per_image": passes_per_image(cfg, cfg.checkpoints),
                 "seconds": {"craft": round(craft_s, 1), "package": round(package_s, 1), "protect_total": round(protect_s, 1)},
             })
-            save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device)
+            table = record()
+            print(table.splitlines()[-1], flush=True)
 
-    print(save(args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device))
+    print(table)
 
 
 def save(
@@ -133,7 +141,7 @@ def save(
     n_test: int,
     device: torch.device,
 ) -> str:
-    """Write the result files with the rows measured so far (a stopped run keeps them); the table."""
+    """Write the result files with the rows measured so far; return their table."""
     lines = [
         f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}`, "
         f"eps {args.eps:g}/255, overrides {overrides or 'none'}.",
@@ -154,7 +162,6 @@ def save(
         {"args": recorded_args(args), "shared_seconds": timings, "surrogate_history": history, "rows": rows},
         "\n".join(lines),
     )
-    print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
