@@ -164,7 +164,16 @@ def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], 
     stop, job = _enter(job_id, "craft")
     if stop is not None or job is None:
         return stop or "missing"
-    claim, span = state.claim_shard(job_id, index, get_worker_settings().worker_lease_seconds)
+    settings = get_worker_settings()
+    claim, span = state.claim_shard(job_id, index, settings.worker_lease_seconds, settings.max_stage_attempts)
+    if claim == "exhausted" and span is not None:
+        state.fail_job(
+            job_id,
+            "craft",
+            f"crafting images {span[0]}-{span[1]} was interrupted {settings.max_stage_attempts} times "
+            "(its worker process died; out of memory?)",
+        )
+        return "failed"
     if claim != "run" or span is None:
         return {"done": "skipped", "busy": "busy"}.get(claim, "missing")  # type: ignore[return-value]
     start, stop = span

@@ -27,7 +27,8 @@ class WorkerSettings(BaseSettings):
     broker_visibility_timeout: int = Field(default=12 * 3600, gt=0)
     # At most one progress write per job and process every this many seconds.
     progress_interval_seconds: float = Field(default=1.0, gt=0)
-    # A stage that keeps killing its worker (out of memory...) fails the job after this many starts.
+    # A stage or crafting shard that keeps killing its worker (out of memory...) fails the job
+    # after this many starts.
     max_stage_attempts: int = Field(default=3, gt=0)
 
     @property

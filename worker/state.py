@@ -305,8 +305,14 @@ def unfinished_shards(job_id: str) -> list[int]:
         )
 
 
-def claim_shard(job_id: str, index: int, lease_seconds: float) -> tuple[Claim, tuple[int, int] | None]:
-    """Decide whether this task crafts shard ``index``; returns the claim and the image range."""
+def claim_shard(
+    job_id: str, index: int, lease_seconds: float, max_attempts: int
+) -> tuple[Claim, tuple[int, int] | None]:
+    """Decide whether this task crafts shard ``index``; returns the claim and the image range.
+
+    A shard whose worker died ``max_attempts`` times (a redelivered task that kills every
+    worker, e.g. out of memory) is ``exhausted`` instead of being redelivered forever.
+    """
     now = utcnow()
     with session_scope() as s:
         shard = s.scalars(select(JobShard).where(JobShard.job_id == job_id, JobShard.index == index)).first()
@@ -317,9 +323,13 @@ def claim_shard(job_id: str, index: int, lease_seconds: float) -> tuple[Claim, t
             return "done", span
         if shard.status == "running" and not _take_over_if_stale(job_id, lease_seconds):
             return "busy", span
+        if shard.attempts >= max_attempts:
+            return "exhausted", span
         n = _update(
             s,
-            update(JobShard).where(JobShard.id == shard.id, JobShard.status == shard.status).values(status="running"),
+            update(JobShard)
+            .where(JobShard.id == shard.id, JobShard.status == shard.status, JobShard.attempts == shard.attempts)
+            .values(status="running", attempts=shard.attempts + 1),
         )
         if not n:
             return "busy", span
@@ -348,13 +358,15 @@ def finish_shard(job_id: str, index: int) -> bool:
 
 
 def release_shard(job_id: str, index: int) -> None:
-    """Give a shard back (its task stopped early) so that a resumed job runs it again."""
+    """Give a shard back (its task stopped early) so that a resumed job runs it again.
+
+    A stop is not a crash: the attempt does not count towards the shard's limit."""
     with session_scope() as s:
         _update(
             s,
             update(JobShard)
             .where(JobShard.job_id == job_id, JobShard.index == index, JobShard.status == "running")
-            .values(status="pending"),
+            .values(status="pending", attempts=case((JobShard.attempts > 0, JobShard.attempts - 1), else_=0)),
         )
 
 

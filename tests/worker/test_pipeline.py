@@ -66,7 +66,7 @@ def test_dispatch_sends_only_unfinished_shards(
     for stage in ("ingest", "train", "means"):
         state.finish_stage(job_id, stage)
     state.create_shards(job_id, [(0, 16), (16, 32), (32, 40)])
-    state.claim_shard(job_id, 1, 60)
+    state.claim_shard(job_id, 1, 60, 3)
     state.finish_shard(job_id, 1)
     assert dispatch_next(job_id) == [f"{job_id}-craft-0", f"{job_id}-craft-2"]
     assert [args for _, _, args in queued()] == [[job_id, 0], [job_id, 2]]

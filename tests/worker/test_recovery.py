@@ -32,7 +32,7 @@ def crafting(make_job: Callable[..., str]) -> str:
         state.finish_stage(job_id, stage)
     state.create_shards(job_id, [(0, 16), (16, 32), (32, 40)])
     for i in (0, 1):
-        state.claim_shard(job_id, i, 30)
+        state.claim_shard(job_id, i, 30, 3)
     state.finish_shard(job_id, 0)
     return job_id
 

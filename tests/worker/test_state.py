@@ -147,8 +147,8 @@ def test_shards_fan_in_exactly_once(make_job: Callable[..., str]) -> None:
     state.create_shards(job_id, ranges[:2])  # a second plan is ignored
     assert state.unfinished_shards(job_id) == list(range(6))
     for i in range(6):
-        assert state.claim_shard(job_id, i, LEASE) == ("run", ranges[i])
-    assert state.claim_shard(job_id, 0, LEASE)[0] == "busy"
+        assert state.claim_shard(job_id, i, LEASE, 3) == ("run", ranges[i])
+    assert state.claim_shard(job_id, 0, LEASE, 3)[0] == "busy"
     assert stage_status(job_id, "craft") == "running"
 
     winners: list[bool] = []
@@ -165,14 +165,25 @@ def test_shards_fan_in_exactly_once(make_job: Callable[..., str]) -> None:
         t.join()
     assert sorted(winners) == [False] * 5 + [True]
     assert stage_status(job_id, "craft") == "done"
-    assert state.claim_shard(job_id, 3, LEASE)[0] == "done"
+    assert state.claim_shard(job_id, 3, LEASE, 3)[0] == "done"
     assert state.shard_images(job_id) == (96, 96)
+
+
+def test_a_shard_that_keeps_dying_is_exhausted_but_a_stop_does_not_count(make_job: Callable[..., str]) -> None:
+    job_id = started(make_job)
+    state.create_shards(job_id, [(0, 16)])
+    assert state.claim_shard(job_id, 0, LEASE, 2)[0] == "run"
+    state.release_shard(job_id, 0)  # a warm shutdown gives the shard back: not a crash
+    for _ in range(2):
+        assert state.claim_shard(job_id, 0, LEASE, 2)[0] == "run"
+        age(job_id, LEASE + 5)  # the worker died: its lease runs out
+    assert state.claim_shard(job_id, 0, LEASE, 2) == ("exhausted", (0, 16))
 
 
 def test_stale_jobs_and_adoption(make_job: Callable[..., str]) -> None:
     working = started(make_job)
     state.create_shards(working, [(0, 16), (16, 32)])
-    state.claim_shard(working, 0, LEASE)
+    state.claim_shard(working, 0, LEASE, 3)
     waiting = started(make_job)  # its next task waits in the queue: nothing running
     queued = make_job()
     assert state.stale_jobs(LEASE) == []

@@ -96,6 +96,20 @@ def test_an_exception_fails_the_job_with_its_text(make_job: Callable[..., str], 
     assert queued() == []
 
 
+def test_a_shard_that_keeps_killing_its_worker_fails_the_job(make_job: Callable[..., str]) -> None:
+    job_id = make_job()
+    state.start_job(job_id)
+    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
+    state.create_shards(job_id, [(0, 16), (16, 32)])
+    with session_scope() as s:  # three earlier deliveries died inside this shard
+        s.query(JobShard).filter_by(job_id=job_id, index=1).update({"attempts": 3})
+    ran: list[int] = []
+    assert runner.run_shard(job_id, 1, lambda ctx, start, stop: ran.append(start)) == "failed"
+    assert ran == []
+    job = job_row(job_id)
+    assert job.status == "failed" and "crafting images 16-32 was interrupted 3 times" in job.error
+
+
 def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Callable[..., str]) -> None:
     job_id = make_job()
     (job_dir(job_id) / "working.npz").write_bytes(b"partial")
