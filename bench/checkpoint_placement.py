@@ -1,0 +1,167 @@
+"""Which checkpoints of the surrogate's run make the strongest SEP ensemble (a tuning experiment).
+
+One surrogate run of the preset keeps a snapshot every quarter epoch; every ``--placement``
+picks K of them by epoch, computes their class means, crafts δ for the whole training set and
+trains the victims on the result (tested on clean images). The engine spaces K checkpoints
+evenly in optimiser steps; the reference keeps one whenever test accuracy improves, which
+favours the early, fast-improving part of a run.
+
+    python -m bench.checkpoint_placement --placement even:1.875,3.75,5.625,7.5,9.375,11.25,13.125,15 \\
+        --placement early:0.5,1,2,3,4.5,6.5,10,15 --seed 1
+
+Two crafting experiments that the engine does not offer ride along: ``--normalize`` scales each
+member's input gradient to mean |g| = 1 before the ensemble mean (so no checkpoint dominates by
+its feature scale), ``--saturate`` moves every perturbed value to the ε boundary (more energy at
+the same ℓ∞ budget).
+"""
+
+import argparse
+import dataclasses
+import functools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import models
+from bench.common import SHARED_DATA, recorded_args, write_result
+from bench.efficacy import parse_fields
+from engine.attacks import craft, passes_per_image
+from engine.attacks.base import Attack
+from engine.config import ProtectConfig, preset
+from engine.dataset import load_working_set, open_dataset
+from engine.device import pick_device
+from engine.evaluate import EvalSettings, compare_victims
+from engine.features import class_means
+from engine.stages import apply_delta_working
+from engine.training import TrainSettings, accuracy, steps_per_epoch, train_classifier
+
+SNAPSHOTS_PER_EPOCH = 4
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=SHARED_DATA / "cifar10-mini", help="folder with train.zip and test.zip")
+    ap.add_argument("--preset", default="balanced")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the surrogate, the crafting and the victims")
+    ap.add_argument("--placement", action="append", required=True, help="NAME:epoch,epoch,... (repeatable)")
+    ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set method=sep")
+    ap.add_argument("--normalize", action="store_true", help="scale every member's gradient to mean |g| = 1")
+    ap.add_argument("--saturate", action="store_true", help="move every perturbed value to the ε boundary")
+    ap.add_argument("--victims", default="resnet18,vgg16,senet18")
+    ap.add_argument("--victim-width", type=int, default=16)
+    ap.add_argument("--victim-epochs", type=int, default=15)
+    ap.add_argument("--name", default="checkpoint-placement")
+    args = ap.parse_args()
+
+    cfg0 = preset(args.preset, seed=args.seed, **parse_fields(args.preset, args.set))
+    placements = {name: [float(e) for e in spec.split(",")] for name, _, spec in (p.partition(":") for p in args.placement)}
+    device = pick_device()
+    with tempfile.TemporaryDirectory(prefix="sepguard-bench-") as tmp:
+        x, y = load_split(args.data / "train.zip", Path(tmp) / "train", cfg0.resolution)
+        test = load_split(args.data / "test.zip", Path(tmp) / "test", cfg0.resolution)
+    num_classes = int(y.max()) + 1
+    t0 = time.perf_counter()
+    snapshots, history = train_with_snapshots(x, y, num_classes, cfg0, device)
+    train_s = time.perf_counter() - t0
+    per_epoch = steps_per_epoch(len(x), cfg0.batch_size)
+    settings = EvalSettings(archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed)
+    rows: list[dict] = []
+    record = functools.partial(save, args, cfg0, train_s, history, rows, len(x), len(test[0]))
+    if args.normalize:
+        Attack.member_grad = normalized(Attack.member_grad)  # type: ignore[method-assign]
+    for name, epochs in placements.items():
+        steps = [min(snapshots, key=lambda s: abs(s - e * per_epoch)) for e in epochs]
+        nets = [models.load_checkpoint(snapshots[s]) for s in steps]
+        cfg = dataclasses.replace(cfg0, checkpoints=len(nets))
+        t0 = time.perf_counter()
+        means = class_means(nets, x, y, num_classes, device)
+        delta = craft(nets, means, x, y, num_classes, cfg, device)
+        craft_s = time.perf_counter() - t0
+        if args.saturate:
+            delta = (delta.float().sign() * cfg.eps / 255).half()
+        protected = apply_delta_working(x, delta, cfg.eps)
+        res = compare_victims(None, (protected, y), test, num_classes, settings, device)
+        rows.append({
+            "placement": name,
+            "epochs": [round(s / per_epoch, 2) for s in steps],
+            "checkpoint_test_acc": [round(accuracy(n, *test, device), 3) for n in nets],
+            "passes_per_image": passes_per_image(cfg, len(nets)),
+            "craft_seconds": round(craft_s, 1),
+            "victims": {v["arch"]: v["protected_acc"] for v in res["victims"]},
+            "mean_acc": res["mean_protected_acc"],
+        })
+        print(record().splitlines()[-1], flush=True)
+
+
+def load_split(source: Path, folder: Path, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_working_set(open_dataset(source, folder), resolution)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def train_with_snapshots(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: ProtectConfig, device: torch.device
+) -> tuple[dict[int, dict], list[dict]]:
+    """The preset's surrogate run (same recipe as ``engine.surrogate``) with a snapshot every
+    quarter epoch, keyed by optimiser step."""
+    torch.manual_seed(cfg.seed)
+    net = models.build_model(cfg.arch, num_classes=num_classes, width=cfg.width)
+    per_epoch = steps_per_epoch(len(x), cfg.batch_size)
+    total = per_epoch * cfg.epochs
+    every = set(range(max(1, per_epoch // SNAPSHOTS_PER_EPOCH), total + 1, max(1, per_epoch // SNAPSHOTS_PER_EPOCH)))
+    snapshots: dict[int, dict] = {}
+
+    def keep(model: torch.nn.Module, step: int, epoch: int) -> None:
+        snapshots[step] = models.save_checkpoint(model, step=step, epoch=epoch)
+
+    settings = TrainSettings(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed
+    )
+    history = train_classifier(net, x, y, settings, device, snapshot_steps=every | {total}, on_snapshot=keep)
+    return snapshots, history
+
+
+def normalized(member_grad):  # noqa: ANN001, ANN201 - wraps Attack.member_grad
+    @functools.wraps(member_grad)
+    def wrapper(self: Attack, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        g = member_grad(self, k, x, targets)
+        return g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+
+    return wrapper
+
+
+def save(
+    args: argparse.Namespace, cfg: ProtectConfig, train_s: float, history: list[dict], rows: list[dict],
+    n_train: int, n_test: int,
+) -> str:
+    """Write the result files with the rows measured so far; return their table."""
+    archs = args.victims.split(",")
+    lines = [
+        f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}` "
+        f"({cfg.method}, T {cfg.steps}, M {cfg.inner_steps}, α {cfg.alpha:g}, ε {cfg.eps:g}/255), seed {cfg.seed}"
+        f"{', gradients normalised per member' if args.normalize else ''}{', δ saturated to ±ε' if args.saturate else ''}.",
+        f"Surrogate: {cfg.arch} w{cfg.width}, {cfg.epochs} epochs in {train_s:.0f} s "
+        f"(final train acc {history[-1]['train_acc']:.1%}).",
+        f"Victims: {', '.join(archs)} at width {args.victim_width}, {args.victim_epochs} epochs, tested on clean images.",
+        "",
+        "| placement | checkpoint epochs | their clean test acc | craft (s) | " + " | ".join(archs) + " | mean victim acc |",
+        "|---|---|---|---|" + "---|" * len(archs) + "---|",
+    ]
+    for r in rows:
+        accs = " | ".join(f"{r['victims'][a]:.1%}" for a in archs)
+        lines.append(
+            f"| {r['placement']} | {', '.join(f'{e:g}' for e in r['epochs'])} | "
+            f"{', '.join(f'{a:.0%}' for a in r['checkpoint_test_acc'])} | {r['craft_seconds']:.0f} | {accs} | {r['mean_acc']:.1%} |"
+        )
+    write_result(
+        args.name,
+        {"args": recorded_args(args), "config": cfg.to_dict(), "train_seconds": train_s, "surrogate_history": history,
+         "rows": rows},
+        "\n".join(lines),
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
