@@ -9,10 +9,9 @@ favours the early, fast-improving part of a run.
     python -m bench.checkpoint_placement --placement even:1.875,3.75,5.625,7.5,9.375,11.25,13.125,15 \\
         --placement early:0.5,1,2,3,4.5,6.5,10,15 --seed 1
 
-Two crafting experiments that the engine does not offer ride along: ``--normalize`` scales each
-member's input gradient to mean |g| = 1 before the ensemble mean (so no checkpoint dominates by
-its feature scale), ``--saturate`` moves every perturbed value to the ε boundary (more energy at
-the same ℓ∞ budget).
+``--normalize`` sets the crafting field ``balance`` (each member's input gradient scaled to
+mean |g| = 1 before the ensemble combines them); ``--saturate`` is an experiment the engine does
+not offer: every perturbed value moved to the ε boundary (more energy, same ℓ∞ budget).
 """
 
 import argparse
@@ -28,7 +27,6 @@ import models
 from bench.common import SHARED_DATA, recorded_args, write_result
 from bench.efficacy import parse_fields
 from engine.attacks import craft, passes_per_image
-from engine.attacks.base import Attack
 from engine.config import ProtectConfig, preset
 from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
@@ -47,7 +45,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the surrogate, the crafting and the victims")
     ap.add_argument("--placement", action="append", required=True, help="NAME:epoch,epoch,... (repeatable)")
     ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set method=sep")
-    ap.add_argument("--normalize", action="store_true", help="scale every member's gradient to mean |g| = 1")
+    ap.add_argument("--normalize", action="store_true", help="balance=true: every member's gradient at mean |g| = 1")
     ap.add_argument("--saturate", action="store_true", help="move every perturbed value to the ε boundary")
     ap.add_argument("--victims", default="resnet18,vgg16,senet18")
     ap.add_argument("--victim-width", type=int, default=16)
@@ -56,6 +54,8 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg0 = preset(args.preset, seed=args.seed, **parse_fields(args.preset, args.set))
+    if args.normalize:
+        cfg0 = dataclasses.replace(cfg0, balance=True)
     placements = {name: [float(e) for e in spec.split(",")] for name, _, spec in (p.partition(":") for p in args.placement)}
     device = pick_device()
     with tempfile.TemporaryDirectory(prefix="sepguard-bench-") as tmp:
@@ -69,8 +69,6 @@ def main() -> None:
     settings = EvalSettings(archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed)
     rows: list[dict] = []
     record = functools.partial(save, args, cfg0, train_s, history, rows, len(x), len(test[0]))
-    if args.normalize:
-        Attack.member_grad = normalized(Attack.member_grad)  # type: ignore[method-assign]
     for name, epochs in placements.items():
         steps = [min(snapshots, key=lambda s: abs(s - e * per_epoch)) for e in epochs]
         nets = [models.load_checkpoint(snapshots[s]) for s in steps]
@@ -122,15 +120,6 @@ def train_with_snapshots(
     return snapshots, history
 
 
-def normalized(member_grad):  # noqa: ANN001, ANN201 - wraps Attack.member_grad
-    @functools.wraps(member_grad)
-    def wrapper(self: Attack, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        g = member_grad(self, k, x, targets)
-        return g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-
-    return wrapper
-
-
 def save(
     args: argparse.Namespace, cfg: ProtectConfig, train_s: float, history: list[dict], rows: list[dict],
     n_train: int, n_test: int,
@@ -140,7 +129,7 @@ def save(
     lines = [
         f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}` "
         f"({cfg.method}, T {cfg.steps}, M {cfg.inner_steps}, α {cfg.alpha:g}, ε {cfg.eps:g}/255), seed {cfg.seed}"
-        f"{', gradients normalised per member' if args.normalize else ''}{', δ saturated to ±ε' if args.saturate else ''}.",
+        f"{', gradients balanced per member' if cfg.balance else ''}{', δ saturated to ±ε' if args.saturate else ''}.",
         f"Surrogate: {cfg.arch} w{cfg.width}, {cfg.epochs} epochs in {train_s:.0f} s "
         f"(final train acc {history[-1]['train_acc']:.1%}).",
         f"Victims: {', '.join(archs)} at width {args.victim_width}, {args.victim_epochs} epochs, tested on clean images.",

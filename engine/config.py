@@ -23,6 +23,7 @@ class ProtectConfig:
     checkpoints: int = 8  # K: checkpoints of the surrogate's run in the ensemble
     alpha_final: float = 0.0  # when > 0, α decays linearly from ``alpha`` to this over the T steps
     augment: bool = False  # crafting sees random crop+flip views of x+δ (survives victim augmentation)
+    balance: bool = False  # scale each member's input gradient to mean |g| = 1 before combining them
     # surrogate
     arch: str = "resnet18"
     width: int = 16  # base channel width (64 = the paper's full-width ResNet18)
@@ -86,7 +87,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # bench/results/efficacy-tuning.md): 29.2% mean victim accuracy in 535 s on an AVX-512 CPU,
     # 35.8% in 653 s on an AVX2 one (clean 56%). Crafting on crop+flip views was weaker (33.1%),
     # so ``augment`` stays off; 8 (with M = 4) or 30 surrogate epochs were weaker (41.0%, 44.2%);
-    # 4 inner steps instead of 6 were within the run-to-run spread (37.5%).
+    # 4 inner steps instead of 6 were within the run-to-run spread (37.5%). The seed alone moves the
+    # result by up to 9 points; ``balance`` helped on two seeds (-5.5, -2.2 points) and is off until
+    # the all-methods table is rerun with it; ``method="sep"`` beat this by 7-10 points on two seeds.
     "balanced": dict(width=16, epochs=15, checkpoints=8, steps=8, inner_steps=6, alpha=2.0),
     "paper": dict(
         width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,

@@ -23,7 +23,7 @@ def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: Protect
     """The attack object of ``cfg.method`` over the given checkpoint ensemble."""
     common = dict(
         eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, device=device, augment=cfg.augment,
-        alpha_final=cfg.alpha_final or None,
+        alpha_final=cfg.alpha_final or None, balance=cfg.balance,
     )
     if cfg.method == "sep":
         return SEP(nets, None, **common)

@@ -28,6 +28,9 @@ class Attack:
     transformation), so that δ keeps working when the victim trains with the same augmentation.
     ``alpha_final``: when set, the step size decays linearly from ``alpha`` to it over the T steps
     (large early steps fill the ε-ball fast, small late steps refine).
+    ``balance``: every member's input gradient is scaled to mean |g| = 1 per image before the
+    ensemble combines them; otherwise the checkpoints whose features (FA) or logits (CE) have the
+    largest scale dominate the sign of the mean.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class Attack:
         device: torch.device,
         augment: bool = False,
         alpha_final: float | None = None,
+        balance: bool = False,
     ) -> None:
         self.nets = [freeze(n, device).to(memory_format=CRAFT_FORMAT) for n in nets]
         self.means = means.to(device) if means is not None else None
@@ -49,6 +53,7 @@ class Attack:
         self.steps = steps
         self.device = device
         self.augment = augment
+        self.balance = balance
         self.generator: torch.Generator | None = None  # set per batch by __call__ (seeded draws)
         # called with the number of finished outer steps: progress (and cancellation) within a batch
         self.on_step: Callable[[int], None] = _ignore
@@ -75,7 +80,10 @@ class Attack:
         view = crop_flip(x, generator=self.generator) if self.augment else x
         with autocast(self.device):
             loss = self.member_loss(k, view.contiguous(memory_format=CRAFT_FORMAT), targets)
-        return torch.autograd.grad(loss, x)[0].float().contiguous()
+        grad = torch.autograd.grad(loss, x)[0].float().contiguous()
+        if self.balance:
+            grad /= grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        return grad
 
     def ensemble_grad(self, x: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
         return [self.member_grad(k, x, targets) for k in range(len(self.nets))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -168,3 +170,22 @@ def test_progress_is_reported_within_a_batch_at_every_outer_step(ensemble, sampl
     craft(nets, means, images, labels, 10, cfg, CPU, progress=lambda s, d, t: calls.append((d, t)))
     assert len(calls) == 4 and calls[-1] == (16, 16)  # 3 steps inside the batch + the batch end
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[0][0] < 16
+
+
+@pytest.mark.parametrize("method", ["sep-fa", "sep-fa-vr"])
+def test_balance_makes_a_members_gradient_scale_irrelevant(ensemble, sample_set, method: str) -> None:
+    """A checkpoint whose features are 16x larger (so its FA gradient is 256x larger) dominates the
+    plain ensemble mean; with ``balance`` every member counts the same and δ does not change."""
+    nets, _ = ensemble
+    images, labels = sample_set[0][:16], sample_set[1][:16]
+    loud = copy.deepcopy(nets[1])
+    loud.features = lambda x, quiet=loud.features: 16 * quiet(x)  # powers of two: exact in float
+    louder = [nets[0], loud, nets[2]]
+    louder_ensemble = (louder, class_means(louder, images, labels, 10, CPU))
+    plain_ensemble = (nets, class_means(nets, images, labels, 10, CPU))
+    balanced = run(method, plain_ensemble, images, labels, balance=True)
+    assert torch.equal(balanced, run(method, louder_ensemble, images, labels, balance=True))
+    assert not torch.equal(
+        run(method, plain_ensemble, images, labels), run(method, louder_ensemble, images, labels)
+    )
+    assert balanced.float().abs().max().item() <= EPS / 255 + 1e-3
