@@ -89,7 +89,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # so ``augment`` stays off; 8 (with M = 4) or 30 surrogate epochs were weaker (41.0%, 44.2%);
     # 4 inner steps instead of 6 were within the run-to-run spread (37.5%). The seed alone moves the
     # result by up to 9 points; ``balance`` helped on two seeds (-5.5, -2.2 points) and is off until
-    # the all-methods table is rerun with it; ``method="sep"`` beat this by 7-10 points on two seeds.
+    # the all-methods table is rerun with it; ``method="sep"`` beat this by 7-10 points on two seeds
+    # (with ``balance``: 24.5% and 33.1%, vs 37.3% and 43.3% for this preset).
     "balanced": dict(width=16, epochs=15, checkpoints=8, steps=8, inner_steps=6, alpha=2.0),
     "paper": dict(
         width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,
