@@ -33,7 +33,8 @@ from engine.device import pick_device
 from engine.evaluate import EvalSettings, compare_victims
 from engine.features import class_means
 from engine.stages import apply_delta_working
-from engine.training import TrainSettings, accuracy, steps_per_epoch, train_classifier
+from engine.surrogate import train_surrogate
+from engine.training import accuracy, steps_per_epoch
 
 SNAPSHOTS_PER_EPOCH = 4
 
@@ -101,23 +102,10 @@ def load_split(source: Path, folder: Path, resolution: int) -> tuple[torch.Tenso
 def train_with_snapshots(
     x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: ProtectConfig, device: torch.device
 ) -> tuple[dict[int, dict], list[dict]]:
-    """The preset's surrogate run (same recipe as ``engine.surrogate``) with a snapshot every
-    quarter epoch, keyed by optimiser step."""
-    torch.manual_seed(cfg.seed)
-    net = models.build_model(cfg.arch, num_classes=num_classes, width=cfg.width)
-    per_epoch = steps_per_epoch(len(x), cfg.batch_size)
-    total = per_epoch * cfg.epochs
-    every = set(range(max(1, per_epoch // SNAPSHOTS_PER_EPOCH), total + 1, max(1, per_epoch // SNAPSHOTS_PER_EPOCH)))
-    snapshots: dict[int, dict] = {}
-
-    def keep(model: torch.nn.Module, step: int, epoch: int) -> None:
-        snapshots[step] = models.save_checkpoint(model, step=step, epoch=epoch)
-
-    settings = TrainSettings(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed
-    )
-    history = train_classifier(net, x, y, settings, device, snapshot_steps=every | {total}, on_snapshot=keep)
-    return snapshots, history
+    """The engine's surrogate run of ``cfg`` keeping a checkpoint every quarter epoch, keyed by
+    optimiser step (the engine spreads K checkpoints evenly in steps; here K is four per epoch)."""
+    run = train_surrogate(x, y, num_classes, dataclasses.replace(cfg, checkpoints=SNAPSHOTS_PER_EPOCH * cfg.epochs), device)
+    return {c["step"]: c for c in run.checkpoints}, run.history
 
 
 def save(

@@ -134,6 +134,12 @@ def _execute(
         return "failed", None
 
 
+def fail_exhausted(job_id: str, stage: str, what: str, attempts: int) -> Outcome:
+    """Fail the job for work that killed its worker ``attempts`` times (never redelivered again)."""
+    state.fail_job(job_id, stage, f"{what} was interrupted {attempts} times (its worker process died; out of memory?)")
+    return "failed"
+
+
 def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
     """Run a whole-job stage once, however often its task is delivered."""
     stop, job = _enter(job_id, stage)
@@ -146,13 +152,7 @@ def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
     if claim == "busy":
         return "busy"
     if claim == "exhausted":
-        state.fail_job(
-            job_id,
-            stage,
-            f"the {stage} stage was interrupted {settings.max_stage_attempts} times "
-            "(its worker process died; out of memory?)",
-        )
-        return "failed"
+        return fail_exhausted(job_id, stage, f"the {stage} stage", settings.max_stage_attempts)
     outcome, values = _execute(job, stage, work)
     if outcome == "done" and state.finish_stage(job_id, stage, values):
         advance(job_id)
@@ -167,13 +167,7 @@ def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], 
     settings = get_worker_settings()
     claim, span = state.claim_shard(job_id, index, settings.worker_lease_seconds, settings.max_stage_attempts)
     if claim == "exhausted" and span is not None:
-        state.fail_job(
-            job_id,
-            "craft",
-            f"crafting images {span[0]}-{span[1]} was interrupted {settings.max_stage_attempts} times "
-            "(its worker process died; out of memory?)",
-        )
-        return "failed"
+        return fail_exhausted(job_id, "craft", f"crafting images {span[0]}-{span[1]}", settings.max_stage_attempts)
     if claim != "run" or span is None:
         return {"done": "skipped", "busy": "busy"}.get(claim, "missing")  # type: ignore[return-value]
     start, stop = span
