@@ -22,12 +22,30 @@ class ResNetConfig(NetConfig):
     arch: str = "resnet18"
 
 
+class Subsample(nn.Module):
+    """Every ``stride``-th pixel in both directions (what a 1x1 conv with that stride reads)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[..., :: self.stride, :: self.stride]
+
+
 def projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
-    """1x1 conv + BN where a block changes shape, ``None`` (identity) where it does not."""
+    """1x1 conv + BN where a block changes shape, ``None`` (identity) where it does not.
+
+    The stride is taken by subsampling before a stride-1 conv (the same function): on an
+    AVX-512 CPU, torch 2.14's channels_last backward of a 1x1 stride-2 conv with 8 input
+    channels corrupts the heap for odd batch sizes (width-8 nets, the ``fast`` preset, crashed
+    in training whenever a dataset's last batch was odd).
+    """
     if stride == 1 and in_channels == out_channels:
         return None
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+        Subsample(stride),
+        nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
         nn.BatchNorm2d(out_channels),
     )
 

@@ -39,3 +39,14 @@ def test_normalisation_constants_stay_out_of_the_state_dict_but_follow_dtype_mov
     net = build_model("resnet18", 10, width=8)
     assert not any("pixel" in name for name in net.state_dict())
     assert net.to(torch.float64).pixel_std.dtype == torch.float64
+
+
+def test_projection_shortcut_is_a_strided_1x1_conv() -> None:
+    from models.resnet import projection_shortcut
+
+    shortcut = projection_shortcut(8, 16, stride=2).eval()
+    conv = torch.nn.Conv2d(8, 16, kernel_size=1, stride=2, bias=False)
+    conv.weight.data.copy_(shortcut[1].weight.data)
+    x = torch.rand(3, 8, 9, 9)
+    torch.testing.assert_close(shortcut[1](shortcut[0](x)), conv(x))
+    assert projection_shortcut(16, 16, stride=1) is None
