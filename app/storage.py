@@ -13,11 +13,11 @@ Layout of ``<data dir>/jobs/<job id>/``::
 """
 
 import re
-import shutil
 from pathlib import Path
 from typing import Protocol
 
 from app.core.config import get_settings
+from engine.archive import check_free_space, disk_full_as_error, remove_tree
 from engine.errors import LimitExceeded
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -104,7 +104,7 @@ def preview_path(job_id: str, name: str) -> Path:
 
 def remove_job_files(job_id: str) -> None:
     """Delete every file of a job (nothing happens if there are none)."""
-    shutil.rmtree(job_dir(job_id), ignore_errors=True)
+    remove_tree(job_dir(job_id))
 
 
 def remove_partial_files(job_id: str) -> None:
@@ -116,26 +116,31 @@ def remove_partial_files(job_id: str) -> None:
         if child.name.startswith("upload") or child.name == "index.json":
             continue
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
+            remove_tree(child)
         else:
             child.unlink(missing_ok=True)
 
 
 async def save_upload(source: AsyncReader, dest: Path, max_bytes: int, chunk_bytes: int | None = None) -> int:
     """Stream ``source`` to ``dest`` chunk by chunk; raise ``LimitExceeded`` (and remove the partial file)
-    as soon as more than ``max_bytes`` arrived. Returns the number of bytes written."""
-    chunk = chunk_bytes or get_settings().upload_chunk_bytes
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    as soon as more than ``max_bytes`` arrived, ``OutOfDiskSpace`` when the disk fills up (or its free space
+    falls below ``SEPGUARD_MIN_FREE_DISK_BYTES``). Returns the number of bytes written."""
+    settings = get_settings()
+    chunk = chunk_bytes or settings.upload_chunk_bytes
     written = 0
     try:
-        with dest.open("wb") as out:
-            while data := await source.read(chunk):
-                written += len(data)
-                if written > max_bytes:
-                    raise LimitExceeded(
-                        f"upload is larger than the limit of {max_bytes} bytes ({_human(max_bytes)})"
-                    )
-                out.write(data)
+        with disk_full_as_error():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            check_free_space(dest.parent, settings.min_free_disk_bytes)
+            with dest.open("wb") as out:
+                while data := await source.read(chunk):
+                    written += len(data)
+                    if written > max_bytes:
+                        raise LimitExceeded(
+                            f"upload is larger than the limit of {max_bytes} bytes ({_human(max_bytes)})"
+                        )
+                    check_free_space(dest.parent, settings.min_free_disk_bytes)
+                    out.write(data)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

@@ -12,6 +12,7 @@ This module is deliberately torch-free: the web API validates uploads with it.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import lzma
 import os
@@ -21,11 +22,12 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from engine.errors import DatasetError, LimitExceeded
+from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
 
 GiB = 1 << 30
 _CHUNK = 1 << 20
@@ -33,6 +35,14 @@ _CHUNK = 1 << 20
 # ratio limit only applies once an entry (or the whole archive) is bigger than this.
 RATIO_MIN_BYTES = 1 << 20
 JUNK_NAMES = frozenset({"__MACOSX", "Thumbs.db", "thumbs.db", "desktop.ini", "Desktop.ini"})
+MAX_DEPTH = 32  # folders in an entry's path
+MAX_NAME_BYTES = 255  # one file or folder name (the usual file-system limit)
+MAX_PATH_BYTES = 1024  # a whole entry path
+# A tar long-name or pax header is read whole by tarfile before anything else can look at it.
+MAX_TAR_HEADER_BYTES = 64 * 1024
+_TAR_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                   tarfile.SOLARIS_XHDTYPE)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,10 @@ class Limits:
 
     max_upload_bytes: int = 2 * GiB  # size of the uploaded archive itself
     max_uncompressed_bytes: int = 8 * GiB  # sum of all extracted files
-    max_files: int = 200_000  # number of extracted files (junk not counted)
+    max_files: int = 200_000  # entries in the archive: files, folders and ignored files alike
     max_pixels: int = 50_000_000  # width * height of any one image
     max_ratio: float = 200.0  # uncompressed / compressed, per entry and overall
+    min_free_bytes: int = 0  # free disk space that extraction must leave
 
 
 def is_junk(rel: str | PurePosixPath) -> bool:
@@ -78,23 +89,15 @@ def extract_archive(source: Path, dest: Path, limits: Limits = Limits()) -> Path
         raise ValueError(f"extraction folder {dest} is not empty")
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        if zipfile.is_zipfile(source):
-            _extract_zip(source, dest, limits)
-        elif _is_tar(source):
-            _extract_tar(source, dest, limits, size)
-        else:
-            raise DatasetError(f"{source.name} is not a zip or tar.gz archive", [source.name])
+        with disk_full_as_error():
+            if zipfile.is_zipfile(source):
+                _extract_zip(source, dest, limits, size)
+            else:
+                _extract_tar(source, dest, limits, size)
         return _unwrap(dest)
     except (Exception, KeyboardInterrupt):
         _remove(dest, keep_dir=not created)
         raise
-
-
-def _is_tar(source: Path) -> bool:
-    try:
-        return tarfile.is_tarfile(source)
-    except (OSError, tarfile.TarError, EOFError):
-        return False
 
 
 def safe_relpath(name: str) -> PurePosixPath:
@@ -109,14 +112,32 @@ def safe_relpath(name: str) -> PurePosixPath:
         raise DatasetError(f"archive entry {name!r} has an empty name", [name])
     if any("\x00" in p for p in parts):
         raise DatasetError(f"archive entry {name!r} has a NUL byte in its name", [name])
+    if len(parts) > MAX_DEPTH:
+        raise DatasetError(
+            f"archive entry {_short(name)!r} is nested {len(parts)} levels deep, over the limit of {MAX_DEPTH}", [name]
+        )
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts) or (
+        len(name.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES
+    ):
+        raise DatasetError(
+            f"archive entry {_short(name)!r} has a name longer than {MAX_NAME_BYTES} bytes "
+            f"(or a path longer than {MAX_PATH_BYTES})",
+            [name],
+        )
     return PurePosixPath(*parts)
+
+
+def _short(name: str, keep: int = 120) -> str:
+    """A name cut to a readable length for a message."""
+    return name if len(name) <= keep else f"{name[:keep]}..."
 
 
 class _Budget:
     """Counts files and bytes against the limits; shared by the declared and real checks."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, archive_size: int | None = None) -> None:
         self.limits = limits
+        self.archive_size = archive_size  # when given, real bytes are held to the whole-archive ratio
         self.files = 0
         self.bytes = 0
 
@@ -135,6 +156,8 @@ class _Budget:
                 f"(limit reached at {name!r})",
                 [name],
             )
+        if self.archive_size is not None:
+            self.check_ratio("(whole archive)", self.bytes, self.archive_size, "archive")
 
     def check_ratio(self, name: str, uncompressed: int, compressed: int, what: str) -> None:
         if uncompressed > RATIO_MIN_BYTES and uncompressed > self.limits.max_ratio * max(compressed, 1):
@@ -146,14 +169,19 @@ class _Budget:
             )
 
 
-def _zip_entries(zf: zipfile.ZipFile, limits: Limits) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Check every entry's name, type and declared sizes before anything is written."""
+def _zip_entries(zf: zipfile.ZipFile, limits: Limits, archive_size: int) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Check every entry's name, type and declared sizes before anything is written.
+
+    Every entry counts against the entry limit, folders and ignored files included. The
+    whole-archive ratio is taken against the archive's real size, never the sum of the
+    compressed sizes its headers declare (overlapping or inflated headers can lie).
+    """
     declared = _Budget(limits)
     out: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
     seen: set[str] = set()
-    compressed_total = 0
     for info in zf.infolist():
         name = info.filename
+        declared.add_file(name)
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise DatasetError(f"archive entry {name!r} is a symbolic link; links are not allowed", [name])
@@ -170,20 +198,18 @@ def _zip_entries(zf: zipfile.ZipFile, limits: Limits) -> list[tuple[zipfile.ZipI
         if key in seen:
             raise DatasetError(f"archive entry {name!r} appears more than once", [name])
         seen.add(key)
-        declared.add_file(name)
         declared.add_bytes(name, info.file_size)
         declared.check_ratio(name, info.file_size, info.compress_size, "archive entry")
-        compressed_total += info.compress_size
+        declared.check_ratio("(whole archive)", declared.bytes, archive_size, "archive")
         out.append((info, rel))
-    declared.check_ratio("(whole archive)", declared.bytes, compressed_total, "archive")
     return out
 
 
-def _extract_zip(source: Path, dest: Path, limits: Limits) -> None:
+def _extract_zip(source: Path, dest: Path, limits: Limits, archive_size: int) -> None:
     try:
         with zipfile.ZipFile(source) as zf:
-            entries = _zip_entries(zf, limits)
-            real = _Budget(limits)
+            entries = _zip_entries(zf, limits, archive_size)
+            real = _Budget(limits, archive_size)
             for info, rel in entries:
                 try:
                     with zf.open(info) as stream:
@@ -195,24 +221,44 @@ def _extract_zip(source: Path, dest: Path, limits: Limits) -> None:
         raise DatasetError(f"{source.name} is a damaged or unsupported zip archive: {exc}", [source.name]) from exc
 
 
-def _tar_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while (member := tf.next()) is not None:
-        yield member
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header whose long name or pax record is refused before tarfile reads it whole."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in _TAR_META_TYPES and self.size > MAX_TAR_HEADER_BYTES:
+            raise LimitExceeded(
+                f"the archive has a tar header of {_human(self.size)} (a long name or pax record), over the "
+                f"limit of {_human(MAX_TAR_HEADER_BYTES)}"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise DatasetError(f"archive entry {self.name!r} is a sparse file; sparse files are not allowed", [self.name])
+        return super()._proc_member(archive)  # type: ignore[misc]
 
 
 def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) -> None:
     """Two passes: headers first (stops at the first bad header), then the copy.
 
-    The first pass stops as soon as the running declared size passes a limit, so a
-    gzip bomb is refused after decompressing at most the limit, not the whole bomb.
+    Every entry counts against the entry limit, and the data of every entry, ignored ones
+    included, against the byte and ratio limits: the first pass stops before tarfile reads
+    past a limit, so a gzip bomb is refused after decompressing at most the limit.
     """
     try:
-        with tarfile.open(source, "r:*") as tf:
+        opened = tarfile.open(source, "r:*", tarinfo=_BoundedTarInfo)
+    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise DatasetError(f"{source.name} is not a zip or tar.gz archive", [source.name]) from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{source.name} has too many chained tar headers", [source.name]) from exc
+    try:
+        with opened as tf:
             declared = _Budget(limits)
             entries: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
             seen: set[str] = set()
             for member in _tar_members(tf):
                 name = member.name
+                declared.add_file(name)
+                if not member.isdir():
+                    declared.add_bytes(name, member.size)  # skipping over ignored data decompresses it too
+                declared.check_ratio("(whole archive)", max(declared.bytes, tf.offset), archive_size, "archive")
                 if member.issym() or member.islnk():
                     raise DatasetError(f"archive entry {name!r} is a link; links are not allowed", [name])
                 if member.isdir():
@@ -228,11 +274,8 @@ def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) ->
                 if key in seen:
                     raise DatasetError(f"archive entry {name!r} appears more than once", [name])
                 seen.add(key)
-                declared.add_file(name)
-                declared.add_bytes(name, member.size)
-                declared.check_ratio("(whole archive)", declared.bytes, archive_size, "archive")
                 entries.append((member, rel))
-            real = _Budget(limits)
+            real = _Budget(limits, archive_size)
             for member, rel in entries:
                 stream = tf.extractfile(member)
                 if stream is None:  # pragma: no cover - isreg() members always have data
@@ -241,6 +284,13 @@ def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) ->
                     _copy_entry(stream, dest, rel, member.name, real, member.size)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
         raise DatasetError(f"{source.name} is a damaged or unsupported tar archive: {exc}", [source.name]) from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{source.name} has too many chained tar headers", [source.name]) from exc
+
+
+def _tar_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while (member := tf.next()) is not None:
+        yield member
 
 
 def _copy_entry(stream: BinaryIO, dest: Path, rel: PurePosixPath, name: str, budget: _Budget, declared: int) -> None:
@@ -248,7 +298,10 @@ def _copy_entry(stream: BinaryIO, dest: Path, rel: PurePosixPath, name: str, bud
     target = dest.joinpath(*rel.parts)
     root = dest.resolve()
     parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise DatasetError(f"archive entry {name!r} clashes with another entry of the same name", [name]) from exc
     resolved = parent.resolve() / target.name
     if not resolved.is_relative_to(root):
         raise DatasetError(f"archive entry {name!r} points outside the archive", [name])
@@ -264,7 +317,25 @@ def _copy_entry(stream: BinaryIO, dest: Path, rel: PurePosixPath, name: str, bud
             if written > declared:
                 raise LimitExceeded(f"archive entry {name!r} is larger than its header declares", [name])
             budget.add_bytes(name, len(chunk))
+            check_free_space(dest, budget.limits.min_free_bytes)
             out.write(chunk)
+
+
+def check_free_space(folder: Path, min_free_bytes: int) -> None:
+    """Raise OutOfDiskSpace when ``folder``'s file system has less than ``min_free_bytes`` free."""
+    if min_free_bytes > 0 and shutil.disk_usage(folder).free < min_free_bytes:
+        raise OutOfDiskSpace()
+
+
+@contextmanager
+def disk_full_as_error() -> Iterator[None]:
+    """Turn a write that failed for want of space (ENOSPC, EDQUOT) into OutOfDiskSpace."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise OutOfDiskSpace() from exc
+        raise
 
 
 def _check_folder(root: Path, limits: Limits) -> None:
@@ -301,13 +372,43 @@ def _unwrap(root: Path) -> Path:
 
 def _remove(dest: Path, keep_dir: bool) -> None:
     if not keep_dir:
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_tree(dest)
         return
     for child in dest.iterdir():
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
+            remove_tree(child)
         else:
             child.unlink(missing_ok=True)
+
+
+def remove_tree(root: Path) -> None:
+    """Delete a folder and everything in it, however deep (``shutil.rmtree`` recurses and fails
+    past ~1,000 levels before Python 3.12); links are removed, never followed. Best effort."""
+    if not os.path.lexists(root):
+        return
+    if not Path(root).is_dir() or Path(root).is_symlink():
+        with suppress(OSError):
+            os.unlink(root)
+        return
+    stack: list[tuple[str, bool]] = [(str(root), False)]
+    while stack:
+        folder, emptied = stack.pop()
+        if emptied:
+            with suppress(OSError):
+                os.rmdir(folder)
+            continue
+        stack.append((folder, True))
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, False))
+            else:
+                with suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _human(n: float) -> str:

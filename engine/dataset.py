@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from engine.archive import Limits, extract_archive, is_junk
+from engine.archive import Limits, extract_archive, is_junk, remove_tree
 from engine.errors import DatasetError, LimitExceeded
 from engine.images import load_image, probe_image
 from engine.progress import Progress, no_progress
@@ -128,8 +127,12 @@ def open_dataset(
     limits: Limits = Limits(),
     skip_invalid: bool = False,
     progress: Progress | None = None,
+    decode: bool = True,
 ) -> DatasetIndex:
     """Extract ``source`` into ``workdir/dataset`` and validate every image in it.
+
+    ``decode=False`` checks image headers only (format, mode, size) in bounded memory; a file
+    that is damaged past its header is then found when the worker decodes it.
 
     Raises DatasetError (or LimitExceeded) naming the bad files; with ``skip_invalid``
     bad files are left out and listed in ``skipped`` instead. On error, whatever was
@@ -140,13 +143,13 @@ def open_dataset(
     dest = Path(workdir) / "dataset"
     extracted = not source.is_dir()
     if extracted and dest.exists():
-        shutil.rmtree(dest)  # left over from an interrupted run: start again from the archive
+        remove_tree(dest)  # left over from an interrupted run: start again from the archive
     try:
         root = extract_archive(source, dest, limits)
-        return _index(root, limits, skip_invalid, progress or no_progress)
+        return _index(root, limits, skip_invalid, progress or no_progress, decode)
     except BaseException:
         if extracted:
-            shutil.rmtree(dest, ignore_errors=True)
+            remove_tree(dest)
         raise
 
 
@@ -171,7 +174,7 @@ def _walk(root: Path) -> tuple[list[str], dict[str, list[str]], list[str]]:
     return classes, files, stray
 
 
-def _index(root: Path, limits: Limits, skip_invalid: bool, progress: Progress) -> DatasetIndex:
+def _index(root: Path, limits: Limits, skip_invalid: bool, progress: Progress, decode: bool = True) -> DatasetIndex:
     classes, files, stray = _walk(root)
     bad: list[tuple[str, str, bool]] = [(name, _STRAY, False) for name in stray]
     infos: dict[str, list[tuple[str, Any]]] = {c: [] for c in classes}
@@ -181,7 +184,7 @@ def _index(root: Path, limits: Limits, skip_invalid: bool, progress: Progress) -
     for cls in classes:
         for rel in files[cls]:
             try:
-                infos[cls].append((rel, probe_image(root / rel, limits.max_pixels, name=rel)))
+                infos[cls].append((rel, probe_image(root / rel, limits.max_pixels, name=rel, decode=decode)))
             except LimitExceeded as exc:
                 bad.append((rel, _reason(exc, rel), True))
             except DatasetError as exc:

@@ -11,3 +11,10 @@ class DatasetError(ValueError):
 
 class LimitExceeded(DatasetError):
     """A configured size limit (bytes, file count, pixels, compression ratio) was exceeded."""
+
+
+class OutOfDiskSpace(OSError):
+    """The server's disk is full (or below its configured free-space reserve)."""
+
+    def __init__(self, message: str = "the server is out of disk space") -> None:
+        super().__init__(message)

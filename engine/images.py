@@ -99,10 +99,14 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def probe_image(path: Path | BinaryIO, max_pixels: int | None = None, name: str | None = None) -> ImageInfo:
+def probe_image(
+    path: Path | BinaryIO, max_pixels: int | None = None, name: str | None = None, decode: bool = True
+) -> ImageInfo:
     """Fully decode ``path`` (so corrupt files are caught now) and report its properties.
 
-    Cheaper than :func:`load_image`: no colour conversion, only the decode.
+    Cheaper than :func:`load_image`: no colour conversion, only the decode. With ``decode=False``
+    only the header is read (format, mode, size; PNG checksums too), in bounded memory: what the
+    web API does, leaving the decode to the worker.
     """
     label = _display_name(path, name)
     im = _open(path, label, max_pixels)
@@ -112,7 +116,8 @@ def probe_image(path: Path | BinaryIO, max_pixels: int | None = None, name: str 
         width, height = im.size
         swap = _orientation(im) in _ROTATING_ORIENTATIONS
         try:
-            im.load()
+            if decode:
+                im.load()
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"{label} has too many pixels to process safely ({exc})", [label]) from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -6,6 +6,7 @@ heartbeat, report throttled progress, turn exceptions into a failed job, honour 
 requests, mark the work done and send the next stage.
 """
 
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +41,31 @@ class StageContext:
 Work = Callable[[StageContext], dict[str, Any] | None]
 
 
+# How torch reports a checkpoint write cut short (it hides the OSError of a full disk).
+TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception behind it) is a write that failed for want of disk space."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(current, RuntimeError) and any(t in str(current) for t in TORCH_WRITE_FAILED):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def error_message(exc: BaseException) -> str:
-    """The text shown to the user: the dataset error as is, anything else with its type."""
-    from engine.errors import DatasetError
+    """The text shown to the user: the dataset error as is, a full disk in words, anything else with its type."""
+    from engine.errors import DatasetError, OutOfDiskSpace
 
     text = str(exc).strip()
+    if isinstance(exc, OutOfDiskSpace) or disk_full(exc):
+        return str(OutOfDiskSpace())
     if isinstance(exc, DatasetError):
         return text or "the dataset cannot be used"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     max_files: int = Field(default=200_000, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_ratio: float = Field(default=200.0, gt=0)
+    # uploads and extraction stop with 507 rather than leave less than this free on the data disk
+    min_free_disk_bytes: int = Field(default=256 * 1024**2, ge=0)
 
     shard_size: int | None = Field(default=None, gt=0)  # overrides the preset's crafting shard size
     token_cookie: str = "sepguard_token"
@@ -32,6 +34,7 @@ class Settings(BaseSettings):
     # over plain http from another machine (e.g. behind a trusted LAN without TLS).
     cookie_secure: bool = True
     upload_chunk_bytes: int = Field(default=1024 * 1024, gt=0)
+    validation_workers: int = Field(default=2, gt=0)  # uploads extracted and checked at the same time
     broker_check_timeout: float = Field(default=2.0, gt=0)
 
     @property
@@ -64,6 +67,7 @@ class Settings(BaseSettings):
             max_files=self.max_files,
             max_pixels=self.max_pixels,
             max_ratio=self.max_ratio,
+            min_free_bytes=self.min_free_disk_bytes,
         )
 
 

@@ -1,7 +1,12 @@
 """Jobs: upload a dataset to protect, follow the run, download the result."""
 
+import asyncio
 import json
-from typing import Annotated, Any
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache, partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +17,10 @@ from app.api.deps import CurrentOwner, SessionDep, SettingsDep
 from app.api.upload_limit import UploadLimitRoute
 from app.db_models import Job, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
-from engine.errors import DatasetError, LimitExceeded
+from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 router = APIRouter(
     prefix="/jobs",
@@ -22,6 +30,19 @@ router = APIRouter(
 )
 
 NOT_FOUND = "job not found"
+QUEUE_DOWN = "the job queue is unreachable; try again in a minute"
+
+
+@lru_cache
+def validation_pool(workers: int) -> ThreadPoolExecutor:
+    """The threads that extract and check uploads: apart from the pool every sync route shares,
+    so hostile uploads queue here while health checks and job lists keep answering."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload-check")
+
+
+async def run_validation(workers: int, func: Callable[..., T], *args: Any) -> T:
+    """Run ``func(*args)`` in the validation pool."""
+    return await asyncio.get_running_loop().run_in_executor(validation_pool(workers), partial(func, *args))
 
 
 def job_public(job: Job) -> JobPublic:
@@ -60,7 +81,8 @@ def submit(job_id: str) -> str:
     try:
         return submit_job(job_id)
     except BrokerUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable: {exc}") from exc
+        log.warning("job %s not queued: %s", job_id, exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, QUEUE_DOWN) from exc
 
 
 def request_cancel(session: SessionDep, job: Job) -> None:
@@ -87,6 +109,7 @@ def request_cancel(session: SessionDep, job: Job) -> None:
         400: {"model": Message, "description": "Unusable dataset"},
         413: {"model": Message, "description": "Upload or dataset over a limit"},
         503: {"model": Message, "description": "Job queue unreachable"},
+        507: {"model": Message, "description": "The server is out of disk space"},
     },
 )
 async def create_job(
@@ -109,10 +132,11 @@ async def create_job(
     try:
         upload = storage.upload_path(job_id, dataset.filename)
         await storage.save_upload(dataset, upload, settings.max_upload_bytes)
-        index = await run_in_threadpool(
-            open_dataset, upload, storage.job_dir(job_id), settings.limits(), form.skip_invalid
+        check = partial(open_dataset, decode=False)  # headers only: the worker decodes
+        index = await run_validation(
+            settings.validation_workers, check, upload, storage.job_dir(job_id), settings.limits(), form.skip_invalid
         )
-        await run_in_threadpool(index.save, storage.index_path(job_id))
+        await run_validation(settings.validation_workers, index.save, storage.index_path(job_id))
         job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=index.summary())
         session.add(job)
         session.commit()
@@ -122,7 +146,10 @@ async def create_job(
         session.rollback()
         if job is not None:
             crud.delete_job_row(session, job_id)
-        storage.remove_job_files(job_id)
+        await run_validation(settings.validation_workers, storage.remove_job_files, job_id)
+        if isinstance(exc, OutOfDiskSpace):
+            log.error("upload of job %s stopped: %s", job_id, exc.__cause__ or exc)
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, str(OutOfDiskSpace())) from exc
         if isinstance(exc, DatasetError):
             message = user_message(exc, storage.upload_name(dataset.filename), dataset.filename)
             code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, LimitExceeded) else status.HTTP_400_BAD_REQUEST
