@@ -114,7 +114,9 @@ def probe_image(
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         mode = im.mode
         width, height = im.size
-        swap = _orientation(im) in _ROTATING_ORIENTATIONS
+        # Pillow decodes a whole PNG to look for EXIF stored after its pixels: header-only skips that.
+        exif_unread = not decode and fmt == "PNG" and "exif" not in im.info
+        swap = not exif_unread and _orientation(im) in _ROTATING_ORIENTATIONS
         try:
             if decode:
                 im.load()

@@ -218,3 +218,19 @@ def test_a_real_full_disk_becomes_out_of_disk_space() -> None:
             full.write(b"x" * 4096)
     assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == errno.ENOSPC
     assert not isinstance(info.value, DatasetError)  # a server problem, not the user's dataset
+
+
+def test_a_full_disk_in_the_worker_fails_the_job_in_words() -> None:
+    import torch
+
+    from worker.runner import error_message
+
+    with pytest.raises(RuntimeError) as torch_error:  # what torch.save says when the disk is full
+        torch.save({"weights": torch.zeros(100_000)}, "/dev/full")
+    assert error_message(torch_error.value) == "the server is out of disk space"
+    with pytest.raises(OSError) as os_error:
+        with open("/dev/full", "wb", buffering=0) as full:
+            full.write(b"x" * 4096)
+    assert error_message(os_error.value) == "the server is out of disk space"
+    assert error_message(OutOfDiskSpace()) == "the server is out of disk space"
+    assert error_message(ValueError("boom")) == "ValueError: boom"
