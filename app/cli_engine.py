@@ -116,27 +116,38 @@ def protect(
 
 
 def print_evaluation(result: dict) -> None:
-    table = Table(title="Victim accuracy on clean test images")
-    for col in ("arch", "defense", "trained on clean", "trained on protected"):
+    """The measured protection as a table: one row per victim, defence and seed; then any warning."""
+    table = Table(title=f"Victim accuracy on {result['test_images']} clean test images (final epoch / best epoch)")
+    for col in ("victim", "defense", "seed", "trained on clean", "trained on protected"):
         table.add_column(col)
     for row in result["victims"]:
-        clean = row.get("clean_acc")
         table.add_row(
-            row["arch"], row["defense"], "-" if clean is None else f"{clean:.1%}", f"{row['protected_acc']:.1%}"
+            row.get("victim", row.get("arch", "?")), row["defense"], str(row.get("seed", "")),
+            _acc_pair(row, "clean"), _acc_pair(row, "protected"),
         )
     Console().print(table)
+    for warning in result.get("warnings", []):
+        Console().print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _acc_pair(row: dict, kind: str) -> str:
+    if row.get(f"{kind}_acc") is None:
+        return "-"
+    best = row.get(f"{kind}_best_acc")
+    return f"{row[f'{kind}_acc']:.1%}" + ("" if best is None else f" / {best:.1%}")
 
 
 def evaluate(
     train: Annotated[Path, typer.Option(help="Training set to test (e.g. the protected zip).")],
     test: Annotated[Path, typer.Option(help="Clean test set (zip/folder, same class names).")],
-    arch: Annotated[str, typer.Option(help="Comma-separated victim architectures.")] = "resnet18",
+    victims: Annotated[
+        str, typer.Option(help="Victims: 'held-out' (default), 'tuning' or victim names, comma-separated.")
+    ] = "held-out",
     compare: Annotated[Path | None, typer.Option(help="Clean training set to compare with.")] = None,
     defense: Annotated[list[str] | None, typer.Option(help="grayscale | jpeg:Q (repeatable).")] = None,
-    epochs: Annotated[int, typer.Option(help="Victim training epochs.")] = 15,
-    width: Annotated[int | None, typer.Option(help="Victim base width (default 16; 64 = full).")] = 16,
+    epochs: Annotated[int, typer.Option(help="Train every victim this many epochs (0: each its own).")] = 0,
     resolution: Annotated[int, typer.Option(help="Resolution the victims train at.")] = 32,
-    seed: Annotated[int, typer.Option()] = 0,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; every victim trains once per seed.")] = "0",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
 ) -> None:
@@ -151,12 +162,9 @@ def evaluate(
     try:
         for d in defense or []:
             parse_defense(d)
-        archs = [a.strip() for a in arch.split(",") if a.strip()]
-        import models
-
-        for a in archs:
-            if a not in models.ARCHS:
-                raise ValueError(f"unknown architecture {a!r}; choose from {', '.join(models.ARCHS)}")
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+        settings = EvalSettings(victims=victims, epochs=epochs, seeds=seed_list, defenses=list(defense or []))
+        settings.resolved()  # names every unknown victim before any data is read
         with tempfile.TemporaryDirectory(prefix="sepguard-eval-") as tmp, progress_bars() as bars:
             sets = {}
             for name, path in (("train", train), ("test", test), ("compare", compare)):
@@ -169,7 +177,6 @@ def evaluate(
             for name, (cls, _, _) in sets.items():
                 if cls != classes:
                     raise ValueError(f"the {name} set's classes {cls} differ from the training set's {classes}")
-            settings = EvalSettings(archs=archs, epochs=epochs, width=width, seed=seed, defenses=list(defense or []))
             result = compare_victims(
                 clean=sets["compare"][1:] if "compare" in sets else None,
                 protected=sets["train"][1:],

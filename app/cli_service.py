@@ -46,16 +46,30 @@ def prepare_database() -> None:
         fail(f"cannot prepare the database at {safe_url(settings.sqlalchemy_url)}: {exc}".splitlines()[0])
 
 
-def first_admin_token() -> str | None:
-    """A new admin token when no admin exists yet (first start), else None."""
+def login_code(owner_name: str | None = None) -> str:
+    """A one-time sign-in code for ``owner_name`` (default: the first admin, created on first start)."""
+    from datetime import timedelta
+
+    from app.core.config import get_settings
     from app.core.db import session_scope
-    from app.core.security import create_token
+    from app.core.security import create_login_code, get_or_create_owner
     from app.db_models import Owner
 
+    lifetime = timedelta(seconds=get_settings().login_code_seconds)
     with session_scope() as session:
-        if session.scalar(select(Owner.id).where(Owner.is_admin.is_(True)).limit(1)) is not None:
-            return None
-        return create_token(session, "admin", "first start", is_admin=True)
+        if owner_name is None:
+            owner = session.scalar(select(Owner).where(Owner.is_admin.is_(True)).order_by(Owner.id).limit(1))
+            owner = owner or get_or_create_owner(session, "admin", is_admin=True)
+        else:
+            owner = session.scalar(select(Owner).where(Owner.name == owner_name.strip()))
+            if owner is None:
+                fail(f"no owner called {owner_name!r}; create a token for them first")
+        return create_login_code(session, owner, lifetime)
+
+
+def login_link(base: str, code: str) -> str:
+    """The sign-in link: the code travels in the fragment, which browsers never send to the server."""
+    return f"{base}/login#code={code}"
 
 
 def browser_host(host: str) -> str:
@@ -111,16 +125,13 @@ def serve(
     settings = get_settings()
     prepare_database()
     base = f"http://{browser_host(host)}:{port}"
-    token = first_admin_token()
+    code = login_code()
+    minutes = max(1, settings.login_code_seconds // 60)
     typer.echo(f"sepguard data: {settings.data_path}")
     typer.echo(f"database: {safe_url(settings.sqlalchemy_url)}  broker: {safe_url(settings.celery_broker_url)}")
-    if token is not None:
-        typer.echo("Created the admin token (shown only now; keep it):")
-        typer.echo(f"    {token}")
-        typer.echo("Open this URL to sign in:")
-        typer.echo(f"    {base}/login?token={token}")
-    else:
-        typer.echo(f"Open {base}/ and sign in with a token; create one with: sepguard token create --name NAME")
+    typer.echo(f"Open this URL to sign in as the administrator (it works once, within {minutes} minutes):")
+    typer.echo(f"    {login_link(base, code)}")
+    typer.echo("API tokens: sepguard token create --name NAME; a sign-in link: sepguard token login-link --name NAME")
     typer.echo(f"API docs: {base}/docs")
 
     process = None if no_worker else start_worker_process()
@@ -190,6 +201,16 @@ def token_create(
         fail(str(exc))
     typer.echo(f"Created a token for {name.strip()}{' (admin)' if admin else ''}; it is shown only once:", err=True)
     typer.echo(token)
+
+
+@token_cli.command("login-link")
+def token_login_link(
+    name: Annotated[str, typer.Option(help="Whose sign-in link (an owner with a token).")],
+    url: Annotated[str, typer.Option(help="The service's address as the browser sees it.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a one-time browser sign-in link for an owner (valid SEPGUARD_LOGIN_CODE_SECONDS)."""
+    prepare_database()
+    typer.echo(login_link(url.rstrip("/"), login_code(name)))
 
 
 @token_cli.command("list")

@@ -91,6 +91,38 @@ class ApiToken(Base):
     owner: Mapped[Owner] = relationship(back_populates="tokens")
 
 
+class WebSession(Base):
+    """A browser's sign-in: the cookie holds a random id, stored only as its sha256 digest."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    # the API token pasted to sign in (revoking it ends the session); None for a sign-in link
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), default=None)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # sent back by the pages with every change
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    owner: Mapped[Owner] = relationship()
+    token: Mapped[ApiToken | None] = relationship()
+
+
+class LoginCode(Base):
+    """A one-time, short-lived sign-in code (the link ``sepguard serve`` prints), stored as its digest."""
+
+    __tablename__ = "login_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Job(Base):
     """One protection run of one uploaded dataset."""
 

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     min_free_disk_bytes: int = Field(default=256 * 1024**2, ge=0)
 
     shard_size: int | None = Field(default=None, gt=0)  # overrides the preset's crafting shard size
-    token_cookie: str = "sepguard_token"
+    session_cookie: str = "sepguard_session"  # a server-side session id, never an API token
+    session_max_age_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    login_code_seconds: int = Field(default=15 * 60, gt=0)  # lifetime of a printed one-time sign-in link
     # Browsers keep a Secure cookie over https and on localhost only: set false to sign in
     # over plain http from another machine (e.g. behind a trusted LAN without TLS).
     cookie_secure: bool = True

@@ -1,30 +1,33 @@
 """The web page: sign-in, the upload form with the job list, and the job page.
 
 Server-rendered Jinja2 templates; the pages talk to the REST API (``/api/v1``) from the browser
-with the ``sepguard_token`` cookie that ``/login`` sets. Everything the pages load is served
-from ``app/web/static/``: no external resources.
+with the session cookie that signing in sets, and send the session's CSRF token (in a ``<meta>``
+of every page) with each change. Signing in takes an API token pasted into the form, or a
+one-time code from a sign-in link (``/login#code=...``: the fragment never reaches the server
+log; the page posts it). Everything the pages load is served from ``app/web/static/``.
 """
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request, status
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app import crud
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SessionDep, SettingsDep, csrf_ok, same_origin
 from app.core.config import Settings
-from app.core.security import authenticate
-from app.db_models import Owner
+from app.core.security import create_session, find_session, redeem_login_code, revoke_session, token_row
+from app.db_models import ApiToken, Owner, WebSession
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
 
-COOKIE_MAX_AGE = 7 * 24 * 3600
+CROSS_SITE = "This request came from another site and was refused. Open the sign-in page and try again."
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -107,9 +110,13 @@ def _page(request: Request, name: str, context: dict[str, Any], status_code: int
     return response
 
 
-def _cookie_owner(request: Request, session: SessionDep, settings: Settings) -> Owner | None:
-    token = request.cookies.get(settings.token_cookie)
-    return authenticate(session, token) if token else None
+def _web_session(request: Request, session: SessionDep, settings: Settings) -> WebSession | None:
+    return find_session(session, request.cookies.get(settings.session_cookie))
+
+
+def _signed_in(web: WebSession) -> dict[str, Any]:
+    """What every signed-in page needs: the header's links and the CSRF token for changes."""
+    return {"signed_in": True, "csrf_token": web.csrf_token}
 
 
 def _safe_next(target: str | None) -> str:
@@ -172,20 +179,11 @@ def _login_page(request: Request, error: str | None, target: str | None, status_
     return _page(request, "login.html", context, status_code=status_code)
 
 
-def _sign_in(request: Request, session: SessionDep, settings: Settings, token: str, target: str | None) -> Response:
-    token = token.strip()
-    if not token or authenticate(session, token) is None:
-        return _login_page(
-            request,
-            "That token is not valid (or has been revoked). Check it and try again.",
-            target,
-            status_code=status.HTTP_401_UNAUTHORIZED,
-        )
-    response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
+def _session_cookie(response: Response, settings: Settings, session_id: str) -> None:
     response.set_cookie(
-        settings.token_cookie,
-        token,
-        max_age=COOKIE_MAX_AGE,
+        settings.session_cookie,
+        session_id,
+        max_age=settings.session_max_age_seconds,
         path="/",
         secure=settings.cookie_secure,
         httponly=True,
@@ -193,17 +191,20 @@ def _sign_in(request: Request, session: SessionDep, settings: Settings, token: s
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
+
+
+def _start_session(
+    session: SessionDep, settings: Settings, owner: Owner, response: Response, token: ApiToken | None = None
+) -> Response:
+    session_id, _ = create_session(session, owner, timedelta(seconds=settings.session_max_age_seconds), token)
+    _session_cookie(response, settings, session_id)
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login(
-    request: Request, session: SessionDep, settings: SettingsDep, token: str | None = None, next: str | None = None
-) -> Response:
-    """Sign in with ``?token=...`` (the link ``sepguard serve`` prints), or show a form to paste a token."""
-    if token is not None:
-        return _sign_in(request, session, settings, token, next)
-    if _cookie_owner(request, session, settings) is not None:
+def login(request: Request, session: SessionDep, settings: SettingsDep, next: str | None = None) -> Response:
+    """The sign-in page: paste a token, or open a sign-in link (``/login#code=...``)."""
+    if _web_session(request, session, settings) is not None:
         return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     return _login_page(request, None, next)
 
@@ -216,20 +217,52 @@ def login_form(
     token: Annotated[str, Form()] = "",
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    """Sign in with a pasted token."""
-    return _sign_in(request, session, settings, token, next)
+    """Sign in with a pasted token: starts a session (the cookie never holds the token)."""
+    if not same_origin(request):
+        return _login_page(request, CROSS_SITE, next, status_code=status.HTTP_403_FORBIDDEN)
+    row = token_row(session, token.strip())
+    if row is None:
+        return _login_page(
+            request,
+            "That token is not valid (or has been revoked). Check it and try again.",
+            next,
+            status_code=status.HTTP_401_UNAUTHORIZED,
+        )
+    redirect = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    return _start_session(session, settings, row.owner, redirect, row)
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
-def logout(settings: SettingsDep) -> Response:
-    """Forget the sign-in cookie."""
+@router.post("/login/code")
+def login_code(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    code: Annotated[str, Form()] = "",
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Exchange a one-time sign-in code (posted by the sign-in page) for a session."""
+    if not same_origin(request):
+        return JSONResponse({"detail": CROSS_SITE}, status_code=status.HTTP_403_FORBIDDEN)
+    owner = redeem_login_code(session, code.strip())
+    if owner is None:
+        detail = "This sign-in link has expired or was already used. Paste a token, or ask for a new link."
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_401_UNAUTHORIZED)
+    return _start_session(session, settings, owner, JSONResponse({"next": _safe_next(next)}))
+
+
+@router.post("/logout")
+def logout(
+    request: Request, session: SessionDep, settings: SettingsDep, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    """Sign out: the session ends on the server and the cookie is dropped."""
+    web = _web_session(request, session, settings)
+    if web is not None:
+        if not csrf_ok(request, web.csrf_token, csrf_token):
+            return Response(CROSS_SITE, status_code=status.HTTP_403_FORBIDDEN, media_type="text/plain")
+        revoke_session(session, request.cookies.get(settings.session_cookie))
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(
-        settings.token_cookie,
-        path="/",
-        secure=settings.cookie_secure,
-        httponly=True,
-        samesite="lax",
+        settings.session_cookie, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
     )
     return response
 
@@ -237,13 +270,14 @@ def logout(settings: SettingsDep) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The upload form and the owner's jobs."""
-    if _cookie_owner(request, session, settings) is None:
+    web = _web_session(request, session, settings)
+    if web is None:
         return _to_login(request)
     return _page(
         request,
         "index.html",
         {
-            "signed_in": True,
+            **_signed_in(web),
             "max_upload_bytes": settings.max_upload_bytes,
             "max_upload_human": _human_bytes(settings.max_upload_bytes),
             "strengths": STRENGTHS,
@@ -257,15 +291,15 @@ def index(request: Request, session: SessionDep, settings: SettingsDep) -> Respo
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, session: SessionDep, settings: SettingsDep, job_id: str) -> Response:
     """One job: live progress, then previews, measured protection and the download."""
-    owner = _cookie_owner(request, session, settings)
-    if owner is None:
+    web = _web_session(request, session, settings)
+    if web is None:
         return _to_login(request)
-    job = crud.get_owned_job(session, owner, job_id)
+    job = crud.get_owned_job(session, web.owner, job_id)
     if job is None:
         return _page(
             request,
             "not_found.html",
-            {"signed_in": True, "message": "There is no job with this id among your jobs."},
+            {**_signed_in(web), "message": "There is no job with this id among your jobs."},
             status_code=status.HTTP_404_NOT_FOUND,
         )
     from app.api.routes.jobs import job_public
@@ -276,7 +310,7 @@ def job_page(request: Request, session: SessionDep, settings: SettingsDep, job_i
         request,
         "job.html",
         {
-            "signed_in": True,
+            **_signed_in(web),
             "job": data,
             "images": summary.get("num_images"),
             "stage_text": _stage_text(data),

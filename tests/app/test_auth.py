@@ -35,10 +35,15 @@ def test_revoked_token_is_401(client: TestClient, tokens: dict[str, str]) -> Non
     assert client.get("/api/v1/jobs", headers=bearer(tokens["bob"])).status_code == 200
 
 
-def test_cookie_signs_in(client: TestClient, tokens: dict[str, str]) -> None:
-    client.cookies.set("sepguard_token", tokens["bob"])
+def test_session_cookie_signs_in_and_a_token_cookie_does_not(client: TestClient, tokens: dict[str, str]) -> None:
+    r = client.post("/login", data={"token": tokens["bob"]}, follow_redirects=False)
+    assert r.status_code == 303
+    client.cookies.clear()  # the Secure cookie travels over https only; this client speaks http
+    client.cookies.set("sepguard_session", r.cookies["sepguard_session"])
     assert client.get("/api/v1/jobs").status_code == 200
-    client.cookies.set("sepguard_token", "forged")
+    client.cookies.set("sepguard_session", tokens["bob"])  # an API token is not a session
+    assert_401(client.get("/api/v1/jobs"))
+    client.cookies.set("sepguard_token", tokens["bob"])
     assert_401(client.get("/api/v1/jobs"))
 
 

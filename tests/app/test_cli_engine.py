@@ -42,12 +42,22 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
             original = np.asarray(Image.open(src.open(info.filename)), dtype=int)
             assert np.abs(protected - original).max() <= 8
     run = sepguard(
-        "evaluate", "--train", str(out), "--test", str(test), "--compare", str(train), "--arch", "vgg16",
-        "--epochs", "1", "--width", "8", "--json", str(tmp_path / "eval.json"), cwd=tmp_path,
+        "evaluate", "--train", str(out), "--test", str(test), "--compare", str(train),
+        "--victims", "convnet-60ep", "--epochs", "1", "--json", str(tmp_path / "eval.json"), cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["test_images"] == 15 and {"clean_acc", "protected_acc"} <= set(result["victims"][0])
+    # 15 test images cannot carry a conclusion: the report says so in words, with the interval
+    assert any("only 15 clean test images" in w for w in result["warnings"])
+    assert "only 15 clean test images" in run.stdout
+    lo, hi = result["victims"][0]["interval95"]["protected"]
+    assert lo <= result["victims"][0]["protected_acc"] <= hi and hi - lo > 0.3
+
+
+def test_evaluate_names_an_unknown_victim(tmp_path: Path) -> None:
+    run = sepguard("evaluate", "--train", "a.zip", "--test", "b.zip", "--victims", "alexnet", cwd=tmp_path)
+    assert run.returncode == 1 and "unknown victim 'alexnet'" in run.stderr
 
 
 def test_protect_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -115,30 +115,34 @@ class Server:
 def test_serve_prints_a_login_url_once_and_serves_the_api(tmp_path: Path) -> None:
     server = Server(tmp_path, "--no-worker")
     try:
-        match = server.read_until(r"(http://127\.0\.0\.1:\d+)/login\?token=([A-Za-z0-9_-]+)")
-        token = match.group(2)
+        match = server.read_until(r"(http://127\.0\.0\.1:\d+)/login#code=([A-Za-z0-9_-]+)")
+        code = match.group(2)
         server.wait_ready()
-        r = httpx.get(f"{match.group(1)}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        signed_in = httpx.post(f"{match.group(1)}/login/code", data={"code": code}, timeout=10)
+        assert signed_in.status_code == 200 and signed_in.cookies.get("sepguard_session")
+        r = httpx.get(f"{match.group(1)}/api/v1/jobs", cookies=signed_in.cookies, timeout=10)
         assert r.status_code == 200 and r.json()["total"] == 0
         assert httpx.get(f"{match.group(1)}/api/v1/jobs", timeout=10).status_code == 401
+        assert httpx.post(f"{match.group(1)}/login/code", data={"code": code}, timeout=10).status_code == 401
     finally:
         assert server.stop() == 0
-    assert token.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("*.sqlite*"))
+    assert code.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("*.sqlite*"))
 
     again = Server(tmp_path, "--no-worker")
     try:
-        again.read_until(r"sepguard token create")
+        second = again.read_until(r"/login#code=([A-Za-z0-9_-]+)").group(1)
         again.wait_ready()
     finally:
         assert again.stop() == 0
-    assert "login?token=" not in "".join(again.lines)
+    assert second != code  # a fresh one-time link at every start
+    assert "token=" not in "".join(server.lines + again.lines)
 
 
 def test_serve_starts_a_worker_and_stops_it(tmp_path: Path) -> None:
     pytest.importorskip("worker.celery_app")
     server = Server(tmp_path)
     try:
-        server.read_until(r"login\?token=")
+        server.read_until(r"login#code=")
         server.wait_ready()
         parent = psutil.Process(server.process.pid)
         children = []

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 
 from app import crud, storage
 from app.api.deps import CurrentOwner, SessionDep, SettingsDep
-from app.api.upload_limit import UploadLimitRoute
+from app.api.deps import AuthFirstRoute
 from app.db_models import Job, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
@@ -25,8 +25,11 @@ T = TypeVar("T")
 router = APIRouter(
     prefix="/jobs",
     tags=["jobs"],
-    route_class=UploadLimitRoute,
-    responses={401: {"model": Message, "description": "Missing, unknown or revoked token"}},
+    route_class=AuthFirstRoute,
+    responses={
+        401: {"model": Message, "description": "Missing, unknown or revoked token"},
+        403: {"model": Message, "description": "A change made with the sign-in cookie from another site"},
+    },
 )
 
 NOT_FOUND = "job not found"

@@ -95,10 +95,18 @@ window.sg = (function () {
     return "The server answered with an error (HTTP " + status + ").";
   }
 
+  /* The session's CSRF token: every change made with the sign-in cookie sends it back. */
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
   /* fetch against the API with the sign-in cookie; JSON in and out. Throws {status, message}. */
   async function api(url, options) {
     options = Object.assign({ credentials: "same-origin", headers: {} }, options || {});
     options.headers = Object.assign({ Accept: "application/json" }, options.headers);
+    const method = (options.method || "GET").toUpperCase();
+    if (method !== "GET" && method !== "HEAD") options.headers["X-CSRF-Token"] = csrfToken();
     let response;
     try {
       response = await fetch(url, options);
@@ -141,6 +149,6 @@ window.sg = (function () {
   return {
     STAGES: STAGES, STATUS_WORDS: STATUS_WORDS, stageText: stageText, formatEta: formatEta,
     formatBytes: formatBytes, formatDate: formatDate, percent: percent, imageCount: imageCount,
-    errorText: errorText, api: api, el: el,
+    errorText: errorText, api: api, el: el, csrfToken: csrfToken,
   };
 })();

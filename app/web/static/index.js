@@ -129,6 +129,7 @@
     xhr.open("POST", apiUrl);
     xhr.withCredentials = true;
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRF-Token", sg.csrfToken());
     xhr.upload.addEventListener("progress", function (ev) {
       if (!ev.lengthComputable) return;
       const p = Math.round((ev.loaded / ev.total) * 100);

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-LOGIN_URL = re.compile(r"(http://\S+?)/login\?token=(\S+)")
+LOGIN_URL = re.compile(r"(http://\S+?)/login#code=(\S+)")
 START_SECONDS = 120
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -29,7 +29,7 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 class LiveServer:
     base_url: str
     login_url: str
-    token: str
+    token: str  # an API token of the administrator, whom the printed sign-in link signs in
     data_dir: Path
     env: dict[str, str]
     log: Path
@@ -38,6 +38,14 @@ class LiveServer:
         """A new token from `sepguard token create` against the server's data folder (its last output line)."""
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", "token", "create", "--name", name],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+        )
+        return out.stdout.strip().splitlines()[-1].strip()
+
+    def login_link(self, name: str) -> str:
+        """A one-time sign-in link from `sepguard token login-link`."""
+        out = subprocess.run(
+            [sys.executable, "-m", "app.cli", "token", "login-link", "--name", name, "--url", self.base_url],
             cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
         )
         return out.stdout.strip().splitlines()[-1].strip()
@@ -90,7 +98,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                 pytest.fail("`sepguard serve` did not print a login URL:\n" + log.read_text(errors="replace"))
             match = LOGIN_URL.search(log.read_text(errors="replace"))
             time.sleep(0.2)
-        base_url, token = match.group(1), match.group(2)
+        base_url = match.group(1)
         while True:
             try:
                 with urllib.request.urlopen(f"{base_url}/login", timeout=5) as r:
@@ -101,7 +109,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("`sepguard serve` did not answer:\n" + log.read_text(errors="replace"))
             time.sleep(0.2)
-        yield LiveServer(base_url, match.group(0), token, data_dir, env, log)
+        server = LiveServer(base_url, match.group(0), "", data_dir, env, log)
+        server.token = server.create_token("admin")  # the API token of the owner the printed link signs in
+        yield server
     finally:
         stop(process)
 

@@ -33,7 +33,7 @@ def owner(browser: Any, live_server: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
     page = context.new_page()
     page.goto(live_server.login_url)
-    assert page.url == live_server.base_url + "/"
+    page.wait_for_url(live_server.base_url + "/")
     page.close()
     yield context
     context.close()
@@ -83,8 +83,8 @@ def job_run(owner: Any, live_server: Any, small_dataset: Path, screenshots: Path
 
 def test_sign_in_cookie_and_accessible_upload_form(owner: Any, live_server: Any, screenshots: Path) -> None:
     cookies = {c["name"]: c for c in owner.cookies()}
-    cookie = cookies["sepguard_token"]
-    assert cookie["value"] == live_server.token
+    cookie = cookies["sepguard_session"]
+    assert cookie["value"] != live_server.token and len(cookie["value"]) >= 40  # a session id, never the token
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
 
     page = owner.new_page()
@@ -123,9 +123,9 @@ def test_paste_a_token_with_the_keyboard_then_sign_out(browser: Any, live_server
     page.get_by_label("Access token").fill(live_server.token)
     page.keyboard.press("Enter")
     page.wait_for_url(live_server.base_url + "/")
-    page.get_by_role("link", name="Sign out").click()
+    page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(live_server.base_url + "/login")
-    assert [c for c in context.cookies() if c["name"] == "sepguard_token"] == []
+    assert [c for c in context.cookies() if c["name"] == "sepguard_session"] == []
     page.goto(live_server.base_url + "/")
     assert page.url == live_server.base_url + "/login"
     context.close()
@@ -275,11 +275,11 @@ def test_job_list_shows_the_job(job_run: dict[str, Any], owner: Any, live_server
 
 
 def test_someone_else_gets_not_found(browser: Any, live_server: Any, job_run: dict[str, Any]) -> None:
-    token = live_server.create_token("other")
+    live_server.create_token("other")
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
-    page.goto(f"{live_server.base_url}/login?token={token}")
-    assert page.url == live_server.base_url + "/"
+    page.goto(live_server.login_link("other"))
+    page.wait_for_url(live_server.base_url + "/")
     page.wait_for_function("() => !document.getElementById('jobs-body').textContent.includes('Loading')")
     assert job_run["id"] not in page.content()
     response = page.goto(f"{live_server.base_url}/jobs/{job_run['id']}")
@@ -350,7 +350,8 @@ def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
     subprocess.run([sys.executable, "-c", script, token], cwd=ROOT, env=live_server.env, check=True)
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
-    page.goto(f"{live_server.base_url}/login?token={token}")
+    page.goto(live_server.login_link("many"))
+    page.wait_for_url(live_server.base_url + "/")
     rows = page.locator("#jobs-body tr[data-job-id]")
     rows.first.wait_for()
     assert rows.count() == 20

@@ -35,7 +35,7 @@ def make_job(owner_token: str, **fields) -> str:
 
 
 def sign_in(client: TestClient, token: str) -> None:
-    r = client.get("/login", params={"token": token}, follow_redirects=False)
+    r = client.post("/login", data={"token": token}, follow_redirects=False)
     assert r.status_code == 303
 
 
@@ -56,12 +56,14 @@ def test_login_form_without_token(client: TestClient) -> None:
     assert 'name="token"' in r.text
 
 
-def test_login_link_sets_a_secure_httponly_lax_cookie_and_redirects(client: TestClient, tokens: dict[str, str]) -> None:
-    r = client.get("/login", params={"token": tokens["alice"]}, follow_redirects=False)
+def test_sign_in_sets_a_secure_httponly_lax_session_cookie_and_redirects(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    r = client.post("/login", data={"token": tokens["alice"]}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"sepguard_token={tokens['alice']};")
+    assert cookie.startswith("sepguard_session=") and tokens["alice"] not in cookie
     assert "HttpOnly" in cookie
     assert "Secure" in cookie
     assert "samesite=lax" in cookie.lower()
@@ -71,7 +73,7 @@ def test_login_link_sets_a_secure_httponly_lax_cookie_and_redirects(client: Test
 
 
 def test_bad_token_shows_the_form_with_an_error(client: TestClient, tokens: dict[str, str]) -> None:
-    r = client.get("/login", params={"token": "not-a-token"}, follow_redirects=False)
+    r = client.post("/login", data={"token": "not-a-token"}, follow_redirects=False)
     assert r.status_code == 401
     assert "not valid" in r.text
     assert "set-cookie" not in r.headers
@@ -89,16 +91,21 @@ def test_pasted_token_signs_in_and_follows_next(client: TestClient, tokens: dict
 
 def test_next_never_leaves_the_site(client: TestClient, tokens: dict[str, str]) -> None:
     for target in ("//example.com/x", "https://example.com/", "/\\example.com"):
-        r = client.get("/login", params={"token": tokens["alice"], "next": target}, follow_redirects=False)
+        r = client.post("/login", data={"token": tokens["alice"], "next": target}, follow_redirects=False)
         assert r.headers["location"] == "/"
 
 
-def test_logout_clears_the_cookie(client: TestClient, tokens: dict[str, str]) -> None:
+def test_logout_ends_the_session(client: TestClient, tokens: dict[str, str]) -> None:
     sign_in(client, tokens["alice"])
-    r = client.get("/logout", follow_redirects=False)
+    session_id = client.cookies["sepguard_session"]
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+    assert client.get("/logout").status_code == 405  # sign-out is POST
+    r = client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/login"
-    assert 'sepguard_token=""' in r.headers["set-cookie"]
+    assert 'sepguard_session=""' in r.headers["set-cookie"]
+    assert client.get("/", follow_redirects=False).status_code == 303
+    client.cookies.set("sepguard_session", session_id)  # the old id is dead on the server too
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
@@ -206,7 +213,7 @@ def test_cookie_secure_can_be_turned_off_for_plain_http(
     monkeypatch.setenv("SEPGUARD_COOKIE_SECURE", "false")
     get_settings.cache_clear()
     with TestClient(create_app(), base_url="http://lan-host") as c:
-        r = c.get("/login", params={"token": tokens["alice"]}, follow_redirects=False)
+        r = c.post("/login", data={"token": tokens["alice"]}, follow_redirects=False)
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "Secure" not in cookie
     get_settings.cache_clear()
