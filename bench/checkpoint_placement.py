@@ -48,9 +48,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set method=sep")
     ap.add_argument("--normalize", action="store_true", help="balance=true: every member's gradient at mean |g| = 1")
     ap.add_argument("--saturate", action="store_true", help="move every perturbed value to the ε boundary")
-    ap.add_argument("--victims", default="resnet18,vgg16,senet18")
-    ap.add_argument("--victim-width", type=int, default=16)
-    ap.add_argument("--victim-epochs", type=int, default=15)
+    ap.add_argument("--victims", default="tuning", help="victims of engine.victim_catalogue")
     ap.add_argument("--name", default="checkpoint-placement")
     args = ap.parse_args()
 
@@ -67,7 +65,7 @@ def main() -> None:
     snapshots, history = train_with_snapshots(x, y, num_classes, cfg0, device)
     train_s = time.perf_counter() - t0
     per_epoch = steps_per_epoch(len(x), cfg0.batch_size)
-    settings = EvalSettings(archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed)
+    settings = EvalSettings(victims=args.victims, seeds=(cfg0.seed,))
     rows: list[dict] = []
     record = functools.partial(save, args, cfg0, train_s, history, rows, len(x), len(test[0]))
     for name, epochs in placements.items():
@@ -88,7 +86,7 @@ def main() -> None:
             "checkpoint_test_acc": [round(accuracy(n, *test, device), 3) for n in nets],
             "passes_per_image": passes_per_image(cfg, len(nets)),
             "craft_seconds": round(craft_s, 1),
-            "victims": {v["arch"]: v["protected_acc"] for v in res["victims"]},
+            "victims": {v["victim"]: v["protected_acc"] for v in res["victims"]},
             "mean_acc": res["mean_protected_acc"],
         })
         print(record().splitlines()[-1], flush=True)
@@ -113,14 +111,14 @@ def save(
     n_train: int, n_test: int,
 ) -> str:
     """Write the result files with the rows measured so far; return their table."""
-    archs = args.victims.split(",")
+    archs = [v.name for v in EvalSettings(victims=args.victims).resolved()]
     lines = [
         f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}` "
         f"({cfg.method}, T {cfg.steps}, M {cfg.inner_steps}, α {cfg.alpha:g}, ε {cfg.eps:g}/255), seed {cfg.seed}"
         f"{', gradients balanced per member' if cfg.balance else ''}{', δ saturated to ±ε' if args.saturate else ''}.",
         f"Surrogate: {cfg.arch} w{cfg.width}, {cfg.epochs} epochs in {train_s:.0f} s "
         f"(final train acc {history[-1]['train_acc']:.1%}).",
-        f"Victims: {', '.join(archs)} at width {args.victim_width}, {args.victim_epochs} epochs, tested on clean images.",
+        f"Victims: {', '.join(archs)} (engine.victim_catalogue), tested on clean images.",
         "",
         "| placement | checkpoint epochs | their clean test acc | craft (s) | " + " | ".join(archs) + " | mean victim acc |",
         "|---|---|---|---|" + "---|" * len(archs) + "---|",

@@ -1,20 +1,26 @@
-"""Protection strength on real CIFAR-10 images: victims trained on protected data, tested clean.
+"""Protection strength on real CIFAR-10 images: a yardstick with tuning and held-out victims.
 
-One surrogate run is shared by every method (they differ only in crafting), so the methods are
-compared on equal terms. For each method: protect wall time per stage, and the clean-test
-accuracy of independently trained victims; plus victims trained on the clean set.
+Victims from ``engine.victim_catalogue`` train on the protected images and are tested on clean
+ones. Settings are chosen on the **tuning** victims; the **held-out** victims (other architecture
+families, 30-60 epochs, other recipes) never choose anything and are reported beside them. Every
+seed is a whole run (surrogate, crafting and victims); a change counts only when it holds on the
+held-out victims in every seed.
 
-    python bench/efficacy.py                       # cifar10-mini, balanced preset, CPU
-    python bench/efficacy.py --data DIR --preset paper --victims resnet18 --victim-width 64
-    python bench/efficacy.py --methods sep-fa-vr --variant t12:steps=12 --variant m10:inner_steps=10
+One surrogate run per seed is shared by every row (rows differ only in crafting), so rows are
+compared on equal terms.
 
-A ``--variant`` changes crafting fields only (T, M, alpha, ...) and reuses the shared surrogate,
-so several crafting settings are compared against the same checkpoints in one run.
+    python -m bench.efficacy --seeds 0,1                         # cifar10-mini, balanced, all rows
+    python -m bench.efficacy --rows default,sep-fa-vr --defended default --defenses grayscale,jpeg:10
+    python -m bench.efficacy --row t12:steps=12 --row m8:inner_steps=8 --victims tuning
+    python -m bench.efficacy --data DIR --preset paper --victims held-out     # GPU, full CIFAR-10
+
+Per seed, results go to ``bench/results/<name>-seed<S>.json``; ``<name>.md`` and ``<name>.json``
+summarise every seed file of that name present (so seeds may run as separate processes).
 """
 
 import argparse
-import functools
-import itertools
+import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import SHARED_DATA, recorded_args, write_result
+from bench.common import RESULTS, SHARED_DATA, recorded_args, write_result
 from engine import stages
 from engine.attacks import passes_per_image
 from engine.config import preset
@@ -30,76 +36,98 @@ from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
 from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
+from engine.victim_catalogue import HELD_OUT, TUNING
+
+# the paper's methods as published: none of this project's additions
+PLAIN = dict(balance=False, gray=0.0, ce_weight=0.0, class_pattern=0.0, augment=False)
+ROWS: dict[str, dict[str, object]] = {
+    "random": dict(PLAIN, method="random"),
+    "single-fa": dict(PLAIN, method="single-fa"),
+    "sep-fa": dict(PLAIN, method="sep-fa"),
+    "sep-fa-vr": dict(PLAIN, method="sep-fa-vr"),
+    "sep": dict(PLAIN, method="sep"),
+    "default": {},  # the preset as it ships
+    "default+class-pattern": dict(class_pattern=4.0),
+}
+SET_OF = {v.name: "tuning" for v in TUNING} | {v.name: "held-out" for v in HELD_OUT}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=SHARED_DATA / "cifar10-mini", help="folder with train.zip and test.zip")
     ap.add_argument("--preset", default="balanced")
-    ap.add_argument("--methods", default="random,single-fa,sep-fa,sep-fa-vr")
     ap.add_argument("--eps", type=float, default=8.0)
-    # three victim families that a 2-core CPU can train in minutes (DenseNet121 and GoogLeNet
-    # are 4-9x slower per image than ResNet18 at width 16)
-    ap.add_argument("--victims", default="resnet18,vgg16,senet18")
-    ap.add_argument("--victim-width", type=int, default=16)
-    ap.add_argument("--victim-epochs", type=int, default=15)
+    ap.add_argument("--seeds", default="0", help="comma-separated; each seed is a whole run")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"rows to measure, from: {', '.join(ROWS)}")
+    ap.add_argument("--row", action="append", default=[], help="NAME:field=value,... an extra crafting setting")
+    ap.add_argument("--victims", default="tuning,held-out")
+    ap.add_argument("--victim-epochs", type=int, default=0, help="> 0: every victim trains this long (quick checks)")
+    ap.add_argument("--defenses", default="", help="e.g. grayscale,jpeg:10 (held-out victims, rows in --defended)")
+    ap.add_argument("--defended", default="default", help="rows also measured under --defenses")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick checks)")
     ap.add_argument("--name", default="efficacy")
-    ap.add_argument("--set", action="append", default=[], help="override a preset field, e.g. --set steps=12")
-    ap.add_argument(
-        "--variant", action="append", default=[],
-        help="NAME:field=value,... a crafting-only setting run beside the preset (repeatable)",
-    )
+    ap.add_argument("--set", action="append", default=[], help="override a preset field for every row")
     ap.add_argument("--no-clean", action="store_true", help="skip the victims trained on clean images")
     args = ap.parse_args()
 
     overrides = parse_fields(args.preset, args.set)
-    variants = {"": {}} if not args.variant else {}
-    for v in args.variant:
-        name, _, spec = v.partition(":")
-        variants[name] = parse_fields(args.preset, spec.split(",") if spec else [])
-        shared = set(variants[name]) & SHARED_FIELDS
+    rows = {name: ROWS[name] for name in args.rows.split(",") if name}
+    for spec in args.row:
+        name, _, fields = spec.partition(":")
+        rows[name] = parse_fields(args.preset, fields.split(",") if fields else [])
+    for name, changes in rows.items():
+        shared = set(changes) & SHARED_FIELDS
         if shared:
-            raise SystemExit(f"--variant {name}: {', '.join(sorted(shared))} change the shared surrogate; use --set")
+            raise SystemExit(f"row {name}: {', '.join(sorted(shared))} change the shared surrogate; use --set")
+    for seed in (int(s) for s in args.seeds.split(",")):
+        run_seed(args, overrides, rows, seed)
+    print(summarise(args.name))
+
+
+def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[str, dict], seed: int) -> None:
+    """One whole run: surrogate, clean victims, then every row's crafting and victims."""
     device = pick_device()
-    methods = args.methods.split(",")
-    rows, timings = [], {}
+    out: dict = {"args": recorded_args(args), "seed": seed, "overrides": overrides, "rows": []}
     with tempfile.TemporaryDirectory(prefix="sepguard-bench-") as tmp:
         base = Path(tmp) / "base"
-        cfg0 = preset(args.preset, eps=args.eps, method="sep-fa-vr", **overrides)
+        cfg0 = preset(args.preset, eps=args.eps, seed=seed, **overrides)
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         stages.ingest(base, cfg0, source=args.data / "train.zip")
         timings["ingest"] = time.perf_counter() - t0
         if args.limit:
             trim_job(base, args.limit)
-        t0 = time.perf_counter()
-        stages.train(base, cfg0, device=device)
-        timings["train"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stages.means(base, cfg0, device=device)
-        timings["means"] = time.perf_counter() - t0
-        history = torch.load(base / stages.CHECKPOINTS, weights_only=True)["history"]
-
+        for stage in (stages.train, stages.means):
+            t0 = time.perf_counter()
+            stage(base, cfg0, device=device)
+            timings[stage.__name__] = time.perf_counter() - t0
+        out["shared_seconds"] = timings
+        out["surrogate_history"] = torch.load(base / stages.CHECKPOINTS, weights_only=True)["history"]
+        out["speed_settings"] = str(speed_settings(device))
         test_index = open_dataset(args.data / "test.zip", Path(tmp) / "test")
-        test_x, test_y = (torch.from_numpy(a) for a in load_working_set(test_index, cfg0.resolution))
+        test = tuple(torch.from_numpy(a) for a in load_working_set(test_index, cfg0.resolution))
         images, labels = stages.load_working(base)
         num_classes = len(stages.load_index(base).classes)
-        settings = EvalSettings(
-            archs=args.victims.split(","), epochs=args.victim_epochs, width=args.victim_width, seed=cfg0.seed
+        out["train_images"], out["test_images"] = len(images), len(test[0])
+        victims = EvalSettings(victims=args.victims, epochs=args.victim_epochs, seeds=(seed,))
+        defended = EvalSettings(
+            victims="held-out", epochs=args.victim_epochs, seeds=(seed,), defenses=split(args.defenses),
+            undefended=False,
         )
-        # the result files are rewritten after every row: a stopped run keeps what it measured
-        record = functools.partial(
-            save, args, overrides, timings, history, settings.archs, rows, len(images), len(test_x), device
-        )
-        table = record()
+
+        def measure(label: str, train: tuple, extra: dict, defend: bool) -> None:
+            res = compare_victims(None, train, test, num_classes, victims, device)
+            out["rows"].append({"row": label, **extra, "victims": res["victims"]})
+            if defend and defended.defenses:
+                res = compare_victims(None, train, test, num_classes, defended, device)
+                out["rows"][-1]["victims"] += res["victims"]
+            save_seed(args.name, seed, out)
+            print(summarise(args.name).splitlines()[-1], flush=True)
+
         if not args.no_clean:
-            clean = compare_victims(None, (images, labels), (test_x, test_y), num_classes, settings, device)
-            rows.append({"method": "clean (no protection)", "victims": clean["victims"], "mean_acc": clean["mean_protected_acc"]})
-            table = record()
-            print(table.splitlines()[-1], flush=True)
-        for method, (variant, changes) in itertools.product(methods, variants.items()):
-            cfg = preset(args.preset, eps=args.eps, method=method, **{**overrides, **changes})
-            label = f"{method} {variant}".strip()
+            measure("clean (no protection)", (images, labels), {}, defend=True)
+        for label, changes in rows.items():
+            cfg = preset(args.preset, eps=args.eps, seed=seed, **{**overrides, **changes})
             job = Path(tmp) / label.replace(" ", "-")
             job.mkdir()
             for f in (stages.INDEX, stages.WORKING, stages.CHECKPOINTS, stages.MEANS, "dataset"):
@@ -111,61 +139,80 @@ def main() -> None:
             t0 = time.perf_counter()
             stages.package(job, cfg)
             package_s = time.perf_counter() - t0
-            delta = torch.from_numpy(stages.load_delta(job, cfg))
-            protected = stages.apply_delta_working(images, delta, cfg.eps)
-            res = compare_victims(None, (protected, labels), (test_x, test_y), num_classes, settings, device)
-            uses_surrogate = method != "random"
-            protect_s = timings["ingest"] + (timings["train"] + timings["means"]) * uses_surrogate + craft_s + package_s
-            rows.append({
-                "method": label,
+            protected = stages.apply_delta_working(images, torch.from_numpy(stages.load_delta(job, cfg)), cfg.eps)
+            surrogate_s = (timings["train"] + timings["means"]) * (cfg.method != "random")
+            extra = {
                 "changes": changes,
-                "victims": res["victims"],
-                "mean_acc": res["mean_protected_acc"],
                 "passes_per_image": passes_per_image(cfg, cfg.checkpoints),
-                "seconds": {"craft": round(craft_s, 1), "package": round(package_s, 1), "protect_total": round(protect_s, 1)},
-            })
-            table = record()
-            print(table.splitlines()[-1], flush=True)
+                "seconds": {
+                    "craft": round(craft_s, 1), "package": round(package_s, 1),
+                    "protect_total": round(timings["ingest"] + surrogate_s + craft_s + package_s, 1),
+                },
+            }
+            measure(label, (protected, labels), extra, defend=label in split(args.defended))
 
-    print(table)
+
+def save_seed(name: str, seed: int, data: dict) -> None:
+    """This seed's result file, rewritten after every row (a stopped run keeps what it measured)."""
+    write_result(f"{name}-seed{seed}", data, f"Rows measured so far: {len(data['rows'])}; summary in {name}.md")
 
 
-def save(
-    args: argparse.Namespace,
-    overrides: dict[str, object],
-    timings: dict[str, float],
-    history: list[dict],
-    archs: list[str],
-    rows: list[dict],
-    n_train: int,
-    n_test: int,
-    device: torch.device,
-) -> str:
-    """Write the result files with the rows measured so far; return their table."""
+def summarise(name: str) -> str:
+    """``<name>.md`` / ``.json`` from every seed file of ``name``: per row and victim set, the mean
+    victim accuracy (final and best epoch) over victims and seeds, its spread, and each seed's mean."""
+    per_seed = {}
+    for f in sorted(RESULTS.glob(f"{name}-seed*.json")):
+        data = json.loads(f.read_text())
+        per_seed[data["seed"]] = data
+    seeds = sorted(per_seed)
+    table: dict[tuple[str, str, str], dict[int, list[dict]]] = {}
+    for seed in seeds:
+        for row in per_seed[seed]["rows"]:
+            for v in row["victims"]:
+                key = (row["row"], SET_OF.get(v["victim"], "other"), v["defense"])
+                table.setdefault(key, {}).setdefault(seed, []).append(v)
+    any_seed = per_seed[seeds[0]] if seeds else {}
     lines = [
-        f"Dataset: {args.data.name} ({n_train} train / {n_test} clean test images), preset `{args.preset}`, "
-        f"eps {args.eps:g}/255, overrides {overrides or 'none'}.",
-        f"Shared stages: ingest {timings['ingest']:.0f} s, surrogate training {timings['train']:.0f} s "
-        f"(final train acc {history[-1]['train_acc']:.1%}), class means {timings['means']:.0f} s.",
-        f"Speed settings: {speed_settings(device)}.",
-        f"Victims: {', '.join(archs)} at width {args.victim_width}, {args.victim_epochs} epochs, tested on clean images.",
+        f"Dataset: {any_seed.get('train_images')} train / {any_seed.get('test_images')} clean test images; "
+        f"args {any_seed.get('args')}.",
+        f"Seeds: {', '.join(map(str, seeds))} (each a whole run: surrogate, crafting, victims).",
+        f"Speed settings: {any_seed.get('speed_settings')}.",
+        "Victims: tuning = " + ", ".join(v.name for v in TUNING) + "; held-out = " + ", ".join(v.name for v in HELD_OUT) + ".",
+        "Accuracy on clean test images: mean over victims and seeds ± spread (std over seed means); "
+        "best = each victim's best epoch; per seed = that seed's mean.",
         "",
-        "| method | passes/image | protect wall time (s) | " + " | ".join(archs) + " | mean victim acc |",
-        "|---|---|---|" + "---|" * len(archs) + "---|",
+        "| row | victims | defence | passes/image | protect (s) | mean acc | best-epoch acc | per seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        accs = " | ".join(f"{v['protected_acc']:.1%}" for v in r["victims"])
-        secs = r.get("seconds", {}).get("protect_total", "")
-        lines.append(f"| {r['method']} | {r.get('passes_per_image', '')} | {secs} | {accs} | {r['mean_acc']:.1%} |")
-    write_result(
-        args.name,
-        {"args": recorded_args(args), "shared_seconds": timings, "surrogate_history": history, "rows": rows},
-        "\n".join(lines),
-    )
+    summary = []
+    for (label, vset, defense), by_seed in table.items():
+        seed_means = {s: statistics.mean(v["protected_acc"] for v in vs) for s, vs in by_seed.items()}
+        everything = [v for vs in by_seed.values() for v in vs]
+        mean = statistics.mean(v["protected_acc"] for v in everything)
+        best = statistics.mean(v["protected_best_acc"] for v in everything)
+        spread = statistics.pstdev(seed_means.values()) if len(seed_means) > 1 else 0.0
+        row = next(r for r in per_seed[min(by_seed)]["rows"] if r["row"] == label)
+        secs = [per_seed[s]["rows"][[r["row"] for r in per_seed[s]["rows"]].index(label)].get("seconds", {}) for s in by_seed]
+        protect = [s["protect_total"] for s in secs if "protect_total" in s]
+        summary.append({
+            "row": label, "victims": vset, "defense": defense, "mean_acc": round(mean, 4), "best_acc": round(best, 4),
+            "spread": round(spread, 4), "per_seed": {str(s): round(m, 4) for s, m in seed_means.items()},
+            "passes_per_image": row.get("passes_per_image"), "protect_seconds": protect,
+        })
+        lines.append(
+            f"| {label} | {vset} | {defense} | {row.get('passes_per_image', '')} | "
+            f"{', '.join(f'{p:.0f}' for p in protect)} | {mean:.1%} ± {spread:.1%} | {best:.1%} | "
+            + ", ".join(f"{s}: {m:.1%}" for s, m in sorted(seed_means.items())) + " |"
+        )
+    write_result(name, {"seeds": seeds, "summary": summary}, "\n".join(lines))
     return "\n".join(lines)
 
 
-# fields that shape the surrogate run, its checkpoints or the class means (shared by all variants)
+def split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# fields that shape the surrogate run, its checkpoints or the class means (shared by all rows)
 SHARED_FIELDS = {"arch", "width", "epochs", "batch_size", "lr", "weight_decay", "resolution", "checkpoints", "seed"}
 
 

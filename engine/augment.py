@@ -21,3 +21,13 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     out = padded.gather(2, rows[:, None, :, None].expand(n, x.shape[1], h, padded.shape[3]))
     return out.gather(3, cols[:, None, None, :].expand(n, x.shape[1], h, w))
+
+
+# ITU-R 601 luma weights: what a grayscale conversion (PIL's "L", the grayscale defence) computes
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) luma of each pixel (differentiable)."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)

@@ -1,4 +1,4 @@
-"""Measuring protection: train victims the usual way and test them on clean images.
+"""Measuring protection: train victims from the catalogue (``engine.victim_catalogue``) and test them on clean images.
 
 A protected set works when a model trained on it does badly on clean test images, whatever
 architecture the trainer picks. Optional training-time defences show what removes the
@@ -7,28 +7,30 @@ training images at JPEG quality Q, a known remover of ℓ∞ poisons).
 """
 
 import io
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
-import models
 from engine.progress import Progress, no_progress
-from engine.training import TrainSettings, accuracy, train_classifier
-
-Split = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N,3,R,R), int64 labels
+from engine.victim_catalogue import Victim, resolve
+from engine.victims import Split, train_victim
 
 
 @dataclass
 class EvalSettings:
-    archs: list[str] = field(default_factory=lambda: ["resnet18"])
-    epochs: int = 15
-    width: int | None = 16
-    batch_size: int = 128
-    lr: float = 0.1
-    seed: int = 0
+    victims: str = "held-out"  # set and victim names of ``engine.victim_catalogue`` (comma-separated)
+    epochs: int = 0  # > 0: every victim trains this many epochs instead of its own (quick checks)
+    seeds: tuple[int, ...] = (0,)  # every victim is trained once per seed
     defenses: list[str] = field(default_factory=list)  # "grayscale", "jpeg:10", ...
+    batch_size: int = 0  # > 0: overrides every victim's batch size (tiny test sets)
+    undefended: bool = True  # also train without any defence (False: only under ``defenses``)
+
+    def resolved(self) -> list[Victim]:
+        chosen = resolve(self.victims, self.epochs)
+        return [replace(v, batch_size=self.batch_size) if self.batch_size > 0 else v for v in chosen]
 
 
 def parse_defense(name: str) -> tuple[str, int | None]:
@@ -66,22 +68,6 @@ def apply_defense(train: Split, test: Split, defense: str | None) -> tuple[Split
     return (jpeg(train[0], quality), train[1]), test
 
 
-def train_victim(
-    arch: str, train: Split, test: Split, num_classes: int, settings: EvalSettings, device: torch.device,
-    progress: Progress = no_progress, stage: str = "evaluate",
-) -> dict:
-    """Train one victim from scratch on ``train``; its top-1 accuracy on ``test``."""
-    torch.manual_seed(settings.seed)
-    net = models.build_model(arch, num_classes=num_classes, width=settings.width)
-    ts = TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed)
-    history = train_classifier(net, train[0], train[1], ts, device, progress=progress, stage=stage)
-    return {
-        "arch": arch,
-        "test_acc": round(accuracy(net, test[0], test[1], device), 4),
-        "train_acc": history[-1]["train_acc"],
-    }
-
-
 def compare_victims(
     clean: Split | None,
     protected: Split,
@@ -91,31 +77,79 @@ def compare_victims(
     device: torch.device,
     progress: Progress = no_progress,
 ) -> dict:
-    """Victims per architecture (and defence) trained on clean and on protected data.
+    """Victims (per defence and seed) trained on clean and on protected data, tested on ``test``.
 
-    Returns ``{"victims": [{"arch", "defense", "clean_acc", "protected_acc"}...],
-    "mean_clean_acc", "mean_protected_acc", "test_images", settings}``.
+    Returns ``{"victims": [{"victim", "arch", "defense", "seed", "clean_acc", "clean_best_acc",
+    "protected_acc", "protected_best_acc", "interval95"}...], "mean_clean_acc",
+    "mean_protected_acc", "spread_protected_acc", "test_images", "chance", "warnings", settings}``.
+    Means and spreads are over the victims without a defence; ``interval95`` is the Wilson
+    interval of each accuracy on this many test images.
     """
-    defenses: list[str | None] = [None, *settings.defenses]
-    runs = [(a, d, kind) for d in defenses for a in settings.archs for kind in ("protected", "clean")]
-    runs = [r for r in runs if r[2] == "protected" or clean is not None]
-    by_key: dict[tuple[str, str | None], dict] = {}
-    for i, (arch, defense, kind) in enumerate(runs):
+    victims = settings.resolved()
+    defenses: list[str | None] = [None, *settings.defenses] if settings.undefended else [*settings.defenses]
+    kinds = ("protected", "clean") if clean is not None else ("protected",)
+    runs = [(v, d, s, k) for d in defenses for v in victims for s in settings.seeds for k in kinds]
+    by_key: dict[tuple[str, str | None, int], dict] = {}
+    for i, (victim, defense, seed, kind) in enumerate(runs):
 
         def overall(stage: str, done: int, total: int, i: int = i) -> None:
             progress("evaluate", i * 1000 + (1000 * done) // max(1, total), len(runs) * 1000)
 
         train_split, test_split = apply_defense(protected if kind == "protected" else clean, test, defense)
-        acc = train_victim(arch, train_split, test_split, num_classes, settings, device, overall)["test_acc"]
-        by_key.setdefault((arch, defense), {"arch": arch, "defense": defense or "none"})[f"{kind}_acc"] = acc
+        res = train_victim(victim, train_split, test_split, num_classes, seed, device, overall)
+        row = by_key.setdefault(
+            (victim.name, defense, seed),
+            {"victim": victim.name, "arch": victim.arch, "defense": defense or "none", "seed": seed},
+        )
+        row[f"{kind}_acc"] = res["test_acc"]
+        row[f"{kind}_best_acc"] = res["best_test_acc"]
+        row.setdefault("interval95", {})[kind] = wilson_interval(res["test_acc"], len(test[0]))
     rows = list(by_key.values())
-    plain = [r for r in rows if r["defense"] == "none"]
+    plain = [r for r in rows if r["defense"] == "none"] or rows
     result: dict = {
         "victims": rows,
         "mean_protected_acc": round(float(np.mean([r["protected_acc"] for r in plain])), 4),
+        "spread_protected_acc": round(float(np.std([r["protected_acc"] for r in plain])), 4),
         "test_images": len(test[0]),
-        "settings": {"epochs": settings.epochs, "width": settings.width, "archs": settings.archs},
+        "chance": round(1 / num_classes, 4),
+        "settings": {"victims": [v.name for v in victims], "seeds": list(settings.seeds), "epochs": [v.epochs for v in victims]},
     }
     if clean is not None:
         result["mean_clean_acc"] = round(float(np.mean([r["clean_acc"] for r in plain])), 4)
+        result["spread_clean_acc"] = round(float(np.std([r["clean_acc"] for r in plain])), 4)
+    result["warnings"] = trust_warnings(result, num_classes)
     return result
+
+
+def wilson_interval(acc: float, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of an accuracy measured on ``n`` test images."""
+    if n <= 0:
+        return [0.0, 1.0]
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+# below this many test images a single accuracy moves by more than ±10 points (95% interval)
+MIN_TRUSTED_TEST_IMAGES = 100
+
+
+def trust_warnings(result: dict, num_classes: int) -> list[str]:
+    """Plain words when the numbers cannot carry a conclusion: a small test split, or clean
+    victims so weak that there is little accuracy for the protection to remove."""
+    warnings: list[str] = []
+    n = result["test_images"]
+    if n < MIN_TRUSTED_TEST_IMAGES:
+        lo, hi = wilson_interval(0.5, n)
+        warnings.append(
+            f"only {n} clean test images: each accuracy is uncertain by up to ±{(hi - lo) / 2:.0%} "
+            f"(95% interval), so differences of a few points mean nothing; use at least {MIN_TRUSTED_TEST_IMAGES}"
+        )
+    clean = result.get("mean_clean_acc")
+    chance = 1 / num_classes
+    if clean is not None and clean < chance + 0.1:
+        warnings.append(
+            f"victims trained on the clean images reach only {clean:.0%} (chance is {chance:.0%}): "
+            "too little was learnable to show what the protection removes"
+        )
+    return warnings

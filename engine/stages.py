@@ -247,12 +247,7 @@ def evaluate(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress
     delta = torch.from_numpy(load_delta(job_dir, cfg))
     protected = apply_delta_working(images, delta, cfg.eps)
     test = torch.from_numpy(holdout_split(labels.numpy(), cfg.holdout, cfg.seed))
-    settings = EvalSettings(
-        archs=[a.strip() for a in cfg.eval_archs.split(",") if a.strip()],
-        epochs=cfg.eval_epochs,
-        width=cfg.eval_width,
-        seed=cfg.seed,
-    )
+    settings = EvalSettings(victims=cfg.eval_victims, epochs=cfg.eval_epochs, seeds=(cfg.seed,))
     with timed(job_dir, "evaluate"):
         result = compare_victims(
             clean=(images[~test], labels[~test]),

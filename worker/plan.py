@@ -5,6 +5,8 @@ Torch-free on purpose: the API imports it (through ``worker.pipeline``) to submi
 
 from typing import Any
 
+from engine.victim_catalogue import resolve
+
 # Order of the stages. ``evaluate`` (only when the user asked to measure the protection)
 # runs before ``package`` so that report.json in the zip carries the measured protection.
 ALL_STAGES = ("ingest", "train", "means", "craft", "evaluate", "package")
@@ -56,10 +58,10 @@ def _passes(params: dict[str, Any]) -> dict[str, float]:
             craft = steps * (k + (inner if method == "sep-fa-vr" else 0.0))
     costs = {"train": train, "means": means, "craft": craft}
     if params.get("measure"):
-        archs = [a for a in str(params.get("eval_archs", "resnet18")).split(",") if a.strip()]
-        width_ratio = (float(params.get("eval_width", 16)) / max(1.0, float(params.get("width", 16)))) ** 2
-        # a victim trained on clean and one on protected images, per architecture
-        costs["evaluate"] = 2 * max(1, len(archs)) * float(params.get("eval_epochs", 15)) * width_ratio
+        victims = resolve(str(params.get("eval_victims", "held-out")), int(params.get("eval_epochs", 0)))
+        # a victim trained on clean and one on protected images, each about as costly per epoch
+        # as the surrogate
+        costs["evaluate"] = 2.0 * sum(v.epochs for v in victims)
     return costs
 
 

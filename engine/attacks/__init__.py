@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from engine.attacks.base import Attack
+from engine.attacks.class_pattern import class_patterns
 from engine.attacks.random_noise import random_delta
 from engine.attacks.sep import SEP
 from engine.attacks.sep_fa import SEPFA
@@ -23,8 +24,10 @@ def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: Protect
     """The attack object of ``cfg.method`` over the given checkpoint ensemble."""
     common = dict(
         eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, device=device, augment=cfg.augment,
-        alpha_final=cfg.alpha_final or None, balance=cfg.balance,
+        alpha_final=cfg.alpha_final or None, balance=cfg.balance, gray=cfg.gray, ce_weight=cfg.ce_weight,
     )
+    # the class pattern takes its share of the budget; the attack crafts in the rest
+    common["eps"] = cfg.eps - cfg.class_pattern
     if cfg.method == "sep":
         return SEP(nets, None, **common)
     if cfg.method == "sep-fa":
@@ -64,6 +67,9 @@ def craft(
     delta = torch.empty(images.shape, dtype=torch.float16)
     targets_all = target_classes(labels, num_classes)
     attack = None if cfg.method == "random" else build_attack(nets, means, cfg, device)
+    patterns = (
+        class_patterns(num_classes, images.shape[-1], cfg.class_pattern, cfg.seed) if cfg.class_pattern > 0 else None
+    )
     batch = cfg.craft_batch
     if attack is not None:
         # each image also holds x0, x, the accumulated direction and K member gradients (VR)
@@ -73,16 +79,19 @@ def craft(
     for lo in range(0, n, batch):
         hi = min(n, lo + batch)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_index + lo)
+        x0 = to_float(images[lo:hi], device)
+        # the class pattern (when asked for) moves the starting point; the rest of ε is crafted around it
+        base = x0 if patterns is None else (x0 + patterns[labels[lo:hi]].to(device)).clamp_(0, 1)
         if attack is None:
-            delta[lo:hi] = random_delta(tuple(images[lo:hi].shape), cfg.eps, gen).half()
+            noise = random_delta(tuple(images[lo:hi].shape), cfg.eps - cfg.class_pattern, gen).to(device)
+            delta[lo:hi] = ((base + noise).clamp_(0, 1) - x0).cpu().half()
         else:
-            x0 = to_float(images[lo:hi], device)
 
             def step_progress(done_steps: int, lo: int = lo, hi: int = hi) -> None:
                 progress("craft", lo + (hi - lo) * done_steps // (cfg.steps + 1), n)
 
             attack.on_step = step_progress
-            adv = attack(x0, labels[lo:hi].to(device), targets_all[lo:hi].to(device), gen)
+            adv = attack(base, labels[lo:hi].to(device), targets_all[lo:hi].to(device), gen)
             delta[lo:hi] = (adv - x0).float().cpu().half()
         progress("craft", hi, n)
     return delta

@@ -7,9 +7,10 @@ every SEP variant is projected sign-gradient descent inside the ℓ∞ ball of r
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from engine.augment import crop_flip
+from engine.augment import crop_flip, luma
 from engine.device import autocast, freeze
 
 # channels_last is faster for these convolutional nets on the CPU too (ResNet18 w16: 617 -> 987
@@ -31,6 +32,10 @@ class Attack:
     ``balance``: every member's input gradient is scaled to mean |g| = 1 per image before the
     ensemble combines them; otherwise the checkpoints whose features (FA) or logits (CE) have the
     largest scale dominate the sign of the mean.
+    ``gray``: the fraction of member passes (drawn per image) that see the gray (luma) version of
+    x+δ, so that δ also carries its effect in luminance and survives grayscale training.
+    ``ce_weight``: feature-alignment losses add this weight times the targeted cross-entropy
+    (both terms as logarithms, so neither one's scale decides the mix; see ``FeatureAlignment``).
     """
 
     def __init__(
@@ -44,6 +49,8 @@ class Attack:
         augment: bool = False,
         alpha_final: float | None = None,
         balance: bool = False,
+        gray: float = 0.0,
+        ce_weight: float = 0.0,
     ) -> None:
         self.nets = [freeze(n, device).to(memory_format=CRAFT_FORMAT) for n in nets]
         self.means = means.to(device) if means is not None else None
@@ -54,6 +61,8 @@ class Attack:
         self.device = device
         self.augment = augment
         self.balance = balance
+        self.gray = gray
+        self.ce_weight = ce_weight
         self.generator: torch.Generator | None = None  # set per batch by __call__ (seeded draws)
         # called with the number of finished outer steps: progress (and cancellation) within a batch
         self.on_step: Callable[[int], None] = _ignore
@@ -78,6 +87,9 @@ class Attack:
         """Gradient of member k's loss w.r.t. the input only (one forward + backward pass)."""
         x = x.detach().requires_grad_(True)
         view = crop_flip(x, generator=self.generator) if self.augment else x
+        if self.gray > 0:
+            pick = torch.rand(len(x), generator=self.generator) < self.gray
+            view = torch.where(pick.to(x.device).view(-1, 1, 1, 1), luma(view).expand_as(view), view)
         with autocast(self.device):
             loss = self.member_loss(k, view.contiguous(memory_format=CRAFT_FORMAT), targets)
         grad = torch.autograd.grad(loss, x)[0].float().contiguous()
@@ -103,11 +115,20 @@ class Attack:
 
 
 class FeatureAlignment(Attack):
-    """Loss of member k: squared distance of its penultimate feature to the target class mean μ_k[t]."""
+    """Loss of member k: squared distance of its penultimate feature to the target class mean μ_k[t].
+
+    With ``ce_weight`` w > 0, per image: log ‖f − μ_k[t]‖² + w · log CE(logits, t), from the same
+    forward pass. The logarithms make each term's gradient a relative rate of decrease, so the mix
+    does not depend on the scale of a checkpoint's features or logits.
+    """
 
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        f = self.nets[k].features(x).float()
-        return (f - self.means[k][targets]).pow(2).sum()
+        f = self.nets[k].features(x)
+        distance = (f.float() - self.means[k][targets]).pow(2).sum(1)
+        if self.ce_weight <= 0:
+            return distance.sum()
+        ce = F.cross_entropy(self.nets[k].classifier(f).float(), targets, reduction="none")
+        return (distance.clamp_min(1e-12).log() + self.ce_weight * ce.clamp_min(1e-12).log()).sum()
 
 
 class EnsembleDescent(Attack):

@@ -9,6 +9,7 @@ import torch
 
 import models
 from engine.attacks import build_attack, craft, passes_per_image
+from engine.attacks.class_pattern import class_patterns
 from engine.attacks.sep_fa_vr import SEPFAVR
 from engine.config import preset
 from engine.features import class_means, target_classes
@@ -189,3 +190,55 @@ def test_balance_makes_a_members_gradient_scale_irrelevant(ensemble, sample_set,
         run(method, plain_ensemble, images, labels), run(method, louder_ensemble, images, labels)
     )
     assert balanced.float().abs().max().item() <= EPS / 255 + 1e-3
+
+
+def test_gray_views_put_delta_into_luminance(ensemble) -> None:
+    """Every pass on the gray view: the gradient reaches the three channels through the luma
+    weights (all positive), so each step moves them together and δ is gray."""
+    images = torch.full((16, 3, 32, 32), 128, dtype=torch.uint8)
+    images += torch.randint(0, 40, images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    labels = torch.arange(16) % 10
+    gray = run("sep-fa", ensemble, images, labels, gray=1.0).float()
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    colour = run("sep-fa", ensemble, images, labels).float()
+    assert not torch.equal(colour[:, 0], colour[:, 1])
+
+
+def test_cross_entropy_term_pulls_the_prediction_towards_the_target(ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    nets, _ = ensemble
+    targets = target_classes(labels, 10)
+
+    def target_loss(delta: torch.Tensor) -> float:
+        x = images.float() / 255 + delta.float()
+        with torch.no_grad():
+            return sum(torch.nn.functional.cross_entropy(n(x), targets).item() for n in nets)
+
+    fa = run("sep-fa", ensemble, images, labels, steps=4)
+    both = run("sep-fa", ensemble, images, labels, steps=4, ce_weight=1.0)
+    assert not torch.equal(fa, both)
+    assert target_loss(both) < target_loss(fa)
+    assert both.float().abs().max().item() <= EPS / 255 + 1e-3
+
+
+@pytest.mark.parametrize("method", ["sep-fa-vr", "random"])
+def test_class_pattern_is_shared_by_a_class_and_stays_within_eps(method, ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:40], sample_set[1][:40]
+    delta = run(method, ensemble, images, labels, class_pattern=4.0).float()
+    assert delta.abs().max().item() <= EPS / 255 + 1e-3
+    pattern = class_patterns(10, 32, 4.0, TINY["seed"])
+    # every image carries its own class's pattern: the crafted rest is within ε − A around it
+    x0 = images.float() / 255
+    base = (x0 + pattern[labels]).clamp(0, 1)
+    assert ((x0 + delta) - base).abs().max().item() <= (EPS - 4) / 255 + 1e-3
+    # the crafted rest does not follow the pattern, so along the pattern δ keeps about A
+    along = (delta * pattern[labels].sign()).mean().item() * 255
+    assert 3 < along < 5
+
+
+def test_class_patterns_are_luma_blocks_one_per_class() -> None:
+    p = class_patterns(10, 32, 4.0, seed=0)
+    assert p.shape == (10, 1, 32, 32) and torch.allclose(p.abs(), torch.full_like(p, 4 / 255))
+    assert torch.equal(p[:, :, :4, :4], p[:, :, :1, :1].expand(-1, -1, 4, 4))  # 4-pixel blocks at R = 32
+    assert len({tuple(q.flatten().sign().tolist()) for q in p}) == 10
+    assert torch.equal(p, class_patterns(10, 32, 4.0, seed=0)) and not torch.equal(p, class_patterns(10, 32, 4.0, seed=1))

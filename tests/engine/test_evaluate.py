@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate import EvalSettings, apply_defense, compare_victims, grayscale, jpeg, parse_defense
+from engine.evaluate import (
+    EvalSettings,
+    apply_defense,
+    compare_victims,
+    grayscale,
+    jpeg,
+    parse_defense,
+    trust_warnings,
+    wilson_interval,
+)
 
 
 def test_parse_defense_accepts_known_and_names_unknown() -> None:
@@ -43,13 +52,30 @@ def test_victims_learn_clean_data_and_fail_on_label_noise(sample_set) -> None:
     """A victim trained on clean data beats one trained with shuffled labels (real training)."""
     images, labels = sample_set
     shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
-    settings = EvalSettings(archs=["vgg16"], epochs=8, width=8, batch_size=16)
+    settings = EvalSettings(victims="convnet-60ep", epochs=8, batch_size=16)
     result = compare_victims(
         clean=(images, labels), protected=(images, shuffled), test=(images, labels),
         num_classes=10, settings=settings, device=torch.device("cpu"),
     )
     row = result["victims"][0]
-    assert set(row) == {"arch", "defense", "clean_acc", "protected_acc"}
+    assert {"victim", "arch", "defense", "seed", "clean_acc", "protected_acc", "clean_best_acc"} <= set(row)
+    assert row["clean_best_acc"] >= row["clean_acc"]
     assert row["clean_acc"] > row["protected_acc"]
     assert result["mean_clean_acc"] == row["clean_acc"]
     assert np.isclose(result["mean_protected_acc"], row["protected_acc"])
+
+
+def test_wilson_interval_contains_the_accuracy_and_narrows_with_more_images() -> None:
+    lo, hi = wilson_interval(0.5, 15)
+    assert lo < 0.5 < hi and hi - lo > 0.4
+    lo2, hi2 = wilson_interval(0.5, 1000)
+    assert lo2 < 0.5 < hi2 and hi2 - lo2 < 0.07
+    assert wilson_interval(0.0, 50)[0] == 0.0 and wilson_interval(1.0, 50)[1] == 1.0
+
+
+def test_warnings_for_a_small_holdout_and_victims_near_chance() -> None:
+    small = {"test_images": 15, "mean_clean_acc": 0.8}
+    assert any("only 15 clean test images" in w for w in trust_warnings(small, 10))
+    weak = {"test_images": 500, "mean_clean_acc": 0.12}
+    assert any("chance is 10%" in w for w in trust_warnings(weak, 10))
+    assert trust_warnings({"test_images": 500, "mean_clean_acc": 0.6}, 10) == []

@@ -87,13 +87,13 @@ def test_apply_delta_working_keeps_the_bound() -> None:
 
 def test_evaluate_stage_measures_victims_and_goes_into_the_report(tmp_path: Path, small_zip: Path) -> None:
     job = tmp_path / "job"
-    cfg = preset("fast", **TINY, eval_epochs=1, eval_width=8, eval_archs="vgg16")
+    cfg = preset("fast", **TINY, eval_epochs=1, eval_victims="convnet-60ep")
     stages.ingest(job, cfg, source=small_zip)
     stages.train(job, cfg)
     stages.means(job, cfg)
     for lo, hi in stages.plan_shards(job, cfg):
         stages.craft_shard(job, cfg, lo, hi)
     result = stages.evaluate(job, cfg)
-    assert result["holdout_images"] == 9 and result["victims"][0]["arch"] == "vgg16"
+    assert result["holdout_images"] == 9 and result["victims"][0]["victim"] == "convnet-60ep"
     assert 0 <= result["mean_protected_acc"] <= 1 and 0 <= result["mean_clean_acc"] <= 1
     assert stages.build_report(job, cfg)["evaluation"] == result

@@ -44,3 +44,4 @@ def test_surrogate_training_is_repeatable_with_a_seed(sample_set) -> None:
     a = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     b = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
