@@ -46,12 +46,16 @@ def unauthorized(detail: str) -> HTTPException:
 
 def same_origin(request: Request) -> bool:
     """No sign of a cross-site request: ``Sec-Fetch-Site`` (if sent) is same-origin or none, and
-    ``Origin`` (if sent) names this host."""
+    ``Origin`` (if sent) names this host. Another port of the same host is another origin."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    if origin is None:
+        return True
+    if origin == "null":  # an opaque origin (sandboxed frame, or a no-referrer page): trust only the browser's word
+        return site == "same-origin"
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def csrf_ok(request: Request, expected: str, sent: str | None) -> bool:

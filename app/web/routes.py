@@ -105,7 +105,7 @@ def _page(request: Request, name: str, context: dict[str, Any], status_code: int
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -190,7 +190,7 @@ def _session_cookie(response: Response, settings: Settings, session_id: str) -> 
         samesite="lax",
     )
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
 
 
 def _start_session(

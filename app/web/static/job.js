@@ -23,6 +23,9 @@
     settings: "Victim training", victims: "Victim models",
     defence: "Defence", defense: "Defence", psnr: "PSNR", ssim: "SSIM", mean_psnr: "Mean PSNR",
     mean_ssim: "Mean SSIM", linf: "ℓ∞", mean_abs: "Mean |δ|", epochs: "Epochs", seed: "Seed",
+    victim: "Victim", clean_best_acc: "Best epoch, originals", protected_best_acc: "Best epoch, protected",
+    interval95: "95% interval", spread_clean_acc: "Spread, trained on originals",
+    spread_protected_acc: "Spread, trained on protected", chance: "Chance accuracy", seeds: "Seeds",
   };
 
   function label(key) {
@@ -35,6 +38,11 @@
 
   function fmt(key, v) {
     if (v === null || v === undefined) return "—";
+    if (key === "interval95" && typeof v === "object") {
+      return Object.keys(v).map(function (k) {
+        return (k === "clean" ? "originals " : "protected ") + fmt("acc", v[k][0]) + "–" + fmt("acc", v[k][1]);
+      }).join("; ");
+    }
     if (typeof v === "boolean") return v ? "yes" : "no";
     if (typeof v === "number") {
       if (isAccuracyKey(key)) return (v <= 1 ? v * 100 : v).toFixed(1) + "%";
@@ -55,7 +63,7 @@
     return Array.isArray(v) && v.length > 0 && v.every(function (x) { return x && typeof x === "object" && !Array.isArray(x); });
   }
 
-  const FIRST_COLUMNS = ["arch", "defense", "defence", "clean_acc", "protected_acc"];
+  const FIRST_COLUMNS = ["victim", "arch", "defense", "defence", "seed", "clean_acc", "protected_acc"];
 
   function table(rows, caption) {
     const cols = [];
@@ -130,6 +138,10 @@
         " accuracy on unseen originals, against ", el("strong", null, fmt("acc", clean)),
         " when trained on the originals (" + ((prot - clean) * scale >= 0 ? "+" : "") + ((prot - clean) * scale).toFixed(1) + " points)."));
       skip.push("mean_clean_acc", "mean_protected_acc");
+    }
+    if (Array.isArray(metrics.warnings)) {
+      metrics.warnings.forEach(function (w) { box.append(el("p", { class: "warning", role: "note" }, "Caution: " + w)); });
+      skip.push("warnings");
     }
     box.append(renderObject(metrics, 0, skip));
     section.hidden = false;
