@@ -29,6 +29,12 @@ def list_jobs(session: Session, owner: Owner, limit: int, offset: int, status: s
     return list(session.scalars(query)), total
 
 
+def active_jobs(session: Session, owner: Owner) -> int:
+    """How many of the owner's jobs are queued or running."""
+    where = [Job.owner_id == owner.id, Job.status.in_(("queued", "running"))]
+    return session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+
+
 def delete_job_row(session: Session, job_id: str) -> None:
     """Delete a job and its stages and shards (commits)."""
     job = session.get(Job, job_id)

@@ -14,10 +14,14 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Unset = SkipJsonSchema[None]  # an optional form field: absent means "the preset's value"
 
 
-Passes = Annotated[int, Field(ge=1, le=1000)]
-InnerSteps = Annotated[int, Field(ge=0, le=1000)]
-Checkpoints = Annotated[int, Field(ge=1, le=200)]
-Resolution = Annotated[int, Field(ge=8, le=1024)]
+# Bounds: a little over what the largest preset (paper: 120 epochs, K 15, T 30, M 16, R 32) needs,
+# so that one owner cannot monopolise (or run out of memory) every worker.
+MAX_EPOCHS, MAX_STEPS, MAX_INNER_STEPS, MAX_CHECKPOINTS, MAX_RESOLUTION = 200, 100, 32, 32, 256
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+Passes = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+InnerSteps = Annotated[int, Field(ge=0, le=MAX_INNER_STEPS)]
+Checkpoints = Annotated[int, Field(ge=1, le=MAX_CHECKPOINTS)]
+Resolution = Annotated[int, Field(ge=8, le=MAX_RESOLUTION)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Quality = Annotated[int, Field(ge=1, le=100)]
 
@@ -31,7 +35,7 @@ class JobCreate(BaseModel):
     steps: Passes | Unset = Field(None, description="Outer crafting steps T.")
     checkpoints: Checkpoints | Unset = Field(None, description="Surrogate checkpoints K in the ensemble.")
     inner_steps: InnerSteps | Unset = Field(None, description="Variance-reduced inner steps M.")
-    epochs: Passes | Unset = Field(None, description="Surrogate training epochs.")
+    epochs: Epochs | Unset = Field(None, description="Surrogate training epochs.")
     resolution: Resolution | Unset = Field(None, description="Working resolution R in pixels.")
     seed: Seed | Unset = Field(None, description="Random seed.")
     output_format: Literal["png", "keep"] | Unset = Field(None, description="png (lossless) or keep the format.")

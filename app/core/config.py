@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # over plain http from another machine (e.g. behind a trusted LAN without TLS).
     cookie_secure: bool = True
     upload_chunk_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_active_jobs: int = Field(default=3, gt=0)  # queued + running jobs per owner
+    worker_memory_bytes: int = Field(default=16 * 1024**3, gt=0)  # what one worker process may use
     validation_workers: int = Field(default=2, gt=0)  # uploads extracted and checked at the same time
     broker_check_timeout: float = Field(default=2.0, gt=0)
 

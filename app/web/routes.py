@@ -22,6 +22,7 @@ from app.api.deps import SessionDep, SettingsDep, csrf_ok, same_origin
 from app.core.config import Settings
 from app.core.security import create_session, find_session, redeem_login_code, revoke_session, token_row
 from app.db_models import ApiToken, Owner, WebSession
+from app.schemas import MAX_CHECKPOINTS, MAX_EPOCHS, MAX_INNER_STEPS, MAX_RESOLUTION, MAX_STEPS
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -61,13 +62,14 @@ METHODS = [
 ]
 
 NUMBER_FIELDS = [
-    {"name": "steps", "label": "Steps T", "min": 1, "max": 1000, "hint": "Crafting steps per image."},
-    {"name": "checkpoints", "label": "Checkpoints K", "min": 1, "max": 200,
+    {"name": "steps", "label": "Steps T", "min": 1, "max": MAX_STEPS, "hint": "Crafting steps per image."},
+    {"name": "checkpoints", "label": "Checkpoints K", "min": 1, "max": MAX_CHECKPOINTS,
      "hint": "Surrogate checkpoints in the ensemble."},
-    {"name": "inner_steps", "label": "Inner steps M", "min": 0, "max": 1000,
+    {"name": "inner_steps", "label": "Inner steps M", "min": 0, "max": MAX_INNER_STEPS,
      "hint": "Variance-reduction steps (SEP-FA-VR)."},
-    {"name": "epochs", "label": "Surrogate epochs", "min": 1, "max": 1000, "hint": "Training epochs of the surrogate."},
-    {"name": "resolution", "label": "Working resolution", "min": 8, "max": 1024,
+    {"name": "epochs", "label": "Surrogate epochs", "min": 1, "max": MAX_EPOCHS,
+     "hint": "Training epochs of the surrogate."},
+    {"name": "resolution", "label": "Working resolution", "min": 8, "max": MAX_RESOLUTION,
      "hint": "Pixels; δ is resized to each image."},
     {"name": "seed", "label": "Seed", "min": 0, "max": 2147483647, "hint": "Makes a run repeatable."},
 ]

@@ -120,7 +120,8 @@ def test_serve_prints_a_login_url_once_and_serves_the_api(tmp_path: Path) -> Non
         server.wait_ready()
         signed_in = httpx.post(f"{match.group(1)}/login/code", data={"code": code}, timeout=10)
         assert signed_in.status_code == 200 and signed_in.cookies.get("sepguard_session")
-        r = httpx.get(f"{match.group(1)}/api/v1/jobs", cookies=signed_in.cookies, timeout=10)
+        cookie = {"Cookie": f"sepguard_session={signed_in.cookies['sepguard_session']}"}  # Secure: not sent over http
+        r = httpx.get(f"{match.group(1)}/api/v1/jobs", headers=cookie, timeout=10)
         assert r.status_code == 200 and r.json()["total"] == 0
         assert httpx.get(f"{match.group(1)}/api/v1/jobs", timeout=10).status_code == 401
         assert httpx.post(f"{match.group(1)}/login/code", data={"code": code}, timeout=10).status_code == 401

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, Response
 from app import crud, storage
 from app.api.deps import CurrentOwner, SessionDep, SettingsDep
 from app.api.deps import AuthFirstRoute
-from app.db_models import Job, new_job_id, utcnow
+from app.db_models import Job, Owner, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
 
@@ -33,6 +33,9 @@ router = APIRouter(
 )
 
 NOT_FOUND = "job not found"
+GiB = 1024**3
+WORKER_BASE_BYTES = GiB  # torch, the checkpoint ensemble and crafting batches
+PACKAGE_BYTES_PER_PIXEL = 40  # the largest image at full size while it is protected and written
 QUEUE_DOWN = "the job queue is unreachable; try again in a minute"
 
 
@@ -65,6 +68,25 @@ def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return job
+
+
+def memory_needed(params: dict[str, Any], summary: dict[str, Any]) -> int:
+    """A worker's peak memory for a job, roughly: the working set (N x 3 x R x R as uint8 images,
+    float16 perturbations and a float32 copy), the largest image while packaging, and the models."""
+    resolution = int(params["resolution"])
+    working = int(summary["num_images"]) * 3 * resolution * resolution * (1 + 2 + 4)
+    width, height = summary.get("max_size") or (0, 0)
+    return WORKER_BASE_BYTES + working + width * height * PACKAGE_BYTES_PER_PIXEL
+
+
+def check_active_jobs(session: SessionDep, owner: Owner, limit: int) -> None:
+    """429 when the owner already has ``limit`` jobs queued or running."""
+    if crud.active_jobs(session, owner) >= limit:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"you already have {limit} jobs queued or running (the limit per user); wait for one to finish "
+            "or cancel one",
+        )
 
 
 def user_message(exc: Exception, stored_name: str, filename: str | None) -> str:
@@ -109,8 +131,9 @@ def request_cancel(session: SessionDep, job: Job) -> None:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        400: {"model": Message, "description": "Unusable dataset"},
+        400: {"model": Message, "description": "Unusable dataset, or a job too large for the workers"},
         413: {"model": Message, "description": "Upload or dataset over a limit"},
+        429: {"model": Message, "description": "Too many of your jobs are queued or running"},
         503: {"model": Message, "description": "Job queue unreachable"},
         507: {"model": Message, "description": "The server is out of disk space"},
     },
@@ -128,6 +151,7 @@ async def create_job(
         params = form.params(settings.shard_size)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    check_active_jobs(session, owner, settings.max_active_jobs)
     from engine.dataset import open_dataset
 
     job_id = new_job_id()
@@ -139,8 +163,16 @@ async def create_job(
         index = await run_validation(
             settings.validation_workers, check, upload, storage.job_dir(job_id), settings.limits(), form.skip_invalid
         )
+        summary = index.summary()
+        needed = memory_needed(params, summary)
+        if needed > settings.worker_memory_bytes:
+            raise DatasetError(
+                f"this job would need about {needed / GiB:.1f} GiB of worker memory, more than the "
+                f"{settings.worker_memory_bytes / GiB:.1f} GiB a worker has; lower the resolution or split the dataset"
+            )
         await run_validation(settings.validation_workers, index.save, storage.index_path(job_id))
-        job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=index.summary())
+        check_active_jobs(session, owner, settings.max_active_jobs)  # again: the same owner may have queued others meanwhile
+        job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=summary)
         session.add(job)
         session.commit()
         job.celery_task_id = await run_in_threadpool(submit, job_id)
