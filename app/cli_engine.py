@@ -73,6 +73,10 @@ def protect(
     epochs: Annotated[int | None, typer.Option(help="Surrogate training epochs.")] = None,
     resolution: Annotated[int | None, typer.Option(help="Working resolution R.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (repeatable on the same device).")] = None,
+    class_pattern: Annotated[
+        float | None,
+        typer.Option(help="Opt-in, beyond SEP: a per-class pattern of this amplitude (1/255) inside eps, e.g. 4."),
+    ] = None,
     output_format: Annotated[str | None, typer.Option(help="png (lossless) | keep (original format).")] = None,
     jpeg_quality: Annotated[int | None, typer.Option(help="JPEG quality with --output-format keep.")] = None,
     measure: Annotated[bool, typer.Option(help="Measure the protection on a held-out split.")] = False,
@@ -88,7 +92,7 @@ def protect(
         cfg = make_config(
             preset, method=method, eps=eps, alpha=alpha, steps=steps, inner_steps=inner_steps,
             checkpoints=checkpoints, arch=arch, width=width, epochs=epochs, resolution=resolution,
-            seed=seed, output_format=output_format, jpeg_quality=jpeg_quality,
+            seed=seed, output_format=output_format, jpeg_quality=jpeg_quality, class_pattern=class_pattern,
         )
     except (ValueError, TypeError) as exc:
         fail(str(exc))

@@ -9,10 +9,11 @@ K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch 
 - folding each eval-mode BatchNorm into the convolution before it (``freeze``): 504 -> 614
   (1.2x); folded, BatchNorm disappears from the crafting profile.
 - bf16 autocast on this CPU (native AVX512-BF16): 614 -> 1092 for crafting (1.8x), 345 -> 602
-  images/s for training (1.75x). It stays opt-in on the CPU (``SEPGUARD_AUTOCAST=bf16``) until
-  the protection it gives is measured against fp32. A CPU without native bf16 (AVX2 only)
-  emulates it: there, 15 surrogate epochs had not finished after 17 minutes (about 134 s in
-  fp32), so asking for bf16 on such a CPU warns. On CUDA: bf16 whenever the GPU supports it (tensor cores).
+  images/s for training (1.75x). It is the default on a CPU with native bf16 (AVX512-BF16 or AMX):
+  the round-4 protection results (bench/results/efficacy-round4.md) were measured with it. A CPU
+  without native bf16 (AVX2 only) emulates it: there, 15 surrogate epochs had not finished after
+  17 minutes (about 134 s in fp32), so such a CPU stays in fp32 and asking for bf16 there warns.
+  On CUDA: bf16 whenever the GPU supports it (tensor cores).
 - torch.compile of the member loss (bf16, channels_last) paid 1.05-1.1x on the CPU after a
   74 s compilation in every process: not used.
 
@@ -86,7 +87,7 @@ def default_settings(device: torch.device) -> SpeedSettings:
     if device.type == "cuda":
         return SpeedSettings(autocast=torch.bfloat16 if _cuda_bf16() else None, channels_last=True, fold_bn=True)
     if device.type == "cpu":
-        return SpeedSettings(autocast=None, channels_last=True, fold_bn=True)
+        return SpeedSettings(autocast=torch.bfloat16 if cpu_has_bf16() else None, channels_last=True, fold_bn=True)
     return SpeedSettings(autocast=None, channels_last=False, fold_bn=True)
 
 

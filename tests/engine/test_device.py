@@ -113,11 +113,17 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch: pytest.MonkeyPatch
     assert [("SLOWER" in str(w.message)) for w in caught] == ([] if native else [True])
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_default_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: native)
+    assert dev.default_settings(CPU).autocast == (torch.bfloat16 if native else None)
+
+
 def test_defaults_follow_the_hardware() -> None:
     s = dev.default_settings(CPU)
     assert s.channels_last and s.fold_bn
-    assert s.autocast is None  # fp32 on the CPU unless SEPGUARD_AUTOCAST=bf16
-    assert isinstance(dev.cpu_has_bf16(), bool)
+    # bf16 where the CPU computes it natively, fp32 where it would be emulated
+    assert s.autocast == (torch.bfloat16 if dev.cpu_has_bf16() else None)
     cuda = dev.default_settings(torch.device("cuda"))
     assert cuda.channels_last
 
