@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Annotated
 
 import typer
@@ -14,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 WORKER_STOP_SECONDS = 10.0
+WORKER_RESTART_FIRST_SECONDS = 1.0
+WORKER_RESTART_MAX_SECONDS = 60.0
 
 db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
@@ -89,11 +92,47 @@ def start_worker_process() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
 
 
-def watch_worker(process: subprocess.Popen[bytes], stopping: threading.Event) -> None:
-    """Report a worker that exits while the server still runs."""
-    code = process.wait()
-    if not stopping.is_set():
-        typer.echo(f"warning: the worker exited with code {code}; jobs will wait in the queue", err=True)
+class WorkerSupervisor:
+    """Keeps the embedded worker running: one that dies is started again after a pause that doubles
+    (1 s up to a minute) while it keeps dying, and resets once a worker has run for a minute."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        self.process = start_worker_process()
+        threading.Thread(target=self.watch, name="worker-supervisor", daemon=True).start()
+
+    def watch(self) -> None:
+        delay = WORKER_RESTART_FIRST_SECONDS
+        while True:
+            process = self.process
+            assert process is not None
+            started = time.monotonic()
+            code = process.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started >= WORKER_RESTART_MAX_SECONDS:
+                delay = WORKER_RESTART_FIRST_SECONDS
+            typer.echo(f"warning: the worker exited with code {code}; restarting it in {delay:.0f} s", err=True)
+            if self.stopping.wait(delay):
+                return
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                self.process = start_worker_process()
+            typer.echo(f"restarted the worker (pid {self.process.pid})", err=True)
+            delay = min(delay * 2, WORKER_RESTART_MAX_SECONDS)
+
+    def stop(self) -> None:
+        """Stop supervising, then stop the worker."""
+        self.stopping.set()
+        with self.lock:
+            process = self.process
+        if process is not None:
+            stop_worker_process(process)
 
 
 def stop_worker_process(process: subprocess.Popen[bytes]) -> None:
@@ -134,10 +173,9 @@ def serve(
     typer.echo("API tokens: sepguard token create --name NAME; a sign-in link: sepguard token login-link --name NAME")
     typer.echo(f"API docs: {base}/docs")
 
-    process = None if no_worker else start_worker_process()
-    stopping = threading.Event()
-    if process is not None:
-        threading.Thread(target=watch_worker, args=(process, stopping), daemon=True).start()
+    supervisor = None if no_worker else WorkerSupervisor()
+    if supervisor is not None:
+        supervisor.start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, restores these handlers and raises the
     # signal again: record it here so the worker is still stopped and the exit is clean.
     received: list[int] = []
@@ -147,10 +185,9 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        stopping.set()
-        if process is not None:
+        if supervisor is not None:
             typer.echo("stopping the worker...")
-            stop_worker_process(process)
+            supervisor.stop()
 
 
 def worker(

@@ -112,19 +112,19 @@ class PreviewList(BaseModel):
 
 
 class HealthPart(BaseModel):
-    """The state of one part of the service."""
+    """Whether one part of the service is up (the reason of a failure is in the server log)."""
 
     ok: bool
-    detail: str | None = None
 
 
 class Health(BaseModel):
-    """The state of the database, the broker and storage."""
+    """The state of the database, the broker, storage, and the number of live workers."""
 
     status: Literal["ok", "degraded"]
     database: HealthPart
     broker: HealthPart
     storage: HealthPart
+    workers: int = Field(description="Worker processes seen alive within the last lease.")
 
 
 class Message(BaseModel):

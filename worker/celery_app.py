@@ -110,3 +110,19 @@ def _stop_sweeper(**_: Any) -> None:
     from worker.recovery import stop_sweeper
 
     stop_sweeper()
+
+
+@signals.worker_ready.connect
+def _start_presence(sender: Any = None, **_: Any) -> None:
+    """Tell the API this worker is alive (``/healthz`` counts the workers)."""
+    from worker.presence import start_presence
+    from worker.settings import get_worker_settings
+
+    start_presence(get_worker_settings().heartbeat_seconds)
+
+
+@signals.worker_shutdown.connect
+def _stop_presence(**_: Any) -> None:
+    from worker.presence import stop_presence
+
+    stop_presence()

@@ -1,6 +1,8 @@
 """Worker-only settings (``SEPGUARD_*``), kept apart from the service settings the API reads."""
 
+import os
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -9,7 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class WorkerSettings(BaseSettings):
     """Knobs that only matter inside a Celery worker process."""
 
-    model_config = SettingsConfigDict(env_prefix="SEPGUARD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEPGUARD_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # A .env file is read only when SEPGUARD_ENV_FILE names it, never from the current folder.
+        values.setdefault("_env_file", os.environ.get("SEPGUARD_ENV_FILE") or None)
+        super().__init__(**values)
 
     # Torch threads per task process; default: CPU cores divided by the worker's concurrency.
     torch_threads: int | None = Field(default=None, gt=0)

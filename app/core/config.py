@@ -1,5 +1,6 @@
 """Service settings from ``SEPGUARD_*`` environment variables, shared by the API, Celery and Alembic."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,12 @@ if TYPE_CHECKING:
 class Settings(BaseSettings):
     """Every service setting; each field is read from ``SEPGUARD_<FIELD NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="SEPGUARD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEPGUARD_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # A .env file is read only when SEPGUARD_ENV_FILE names it, never from the current folder.
+        values.setdefault("_env_file", os.environ.get("SEPGUARD_ENV_FILE") or None)
+        super().__init__(**values)
 
     data_dir: Path = Path("./sepguard-data")
     database_url: str | None = None  # default: SQLite file in the data dir

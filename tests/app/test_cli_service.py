@@ -92,7 +92,7 @@ class Server:
         raise AssertionError("server output ended:\n" + "".join(self.lines))
 
     def wait_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.port}/healthz"
+        url = f"http://127.0.0.1:{self.port}/livez"
         for _ in range(600):
             assert self.process.poll() is None, "".join(self.lines)
             try:

@@ -81,7 +81,7 @@ class Stack:
             if self.api.poll() is not None:
                 raise AssertionError(f"the API exited:\n{self.log_text()}")
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base}/livez", timeout=2).status_code == 200:
                     return self.api
             except httpx.HTTPError:
                 pass
