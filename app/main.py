@@ -53,7 +53,8 @@ def create_app() -> FastAPI:
         title="sepguard",
         summary="Protect image datasets from unauthorised training with Self-Ensemble Protection (SEP-FA).",
         version=_version(),
-        docs_url="/docs",
+        docs_url=None,  # served by app.web.routes from the installed Swagger UI, under the pages' CSP
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
         responses={422: {"model": ValidationMessage, "description": "Invalid request"}},
     )

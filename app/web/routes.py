@@ -8,6 +8,7 @@ log; the page posts it). Everything the pages load is served from ``app/web/stat
 """
 
 import hashlib
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,10 +24,15 @@ from app.core.config import Settings
 from app.core.security import create_session, find_session, redeem_login_code, revoke_session, token_row
 from app.db_models import ApiToken, Owner, WebSession
 from app.schemas import MAX_CHECKPOINTS, MAX_EPOCHS, MAX_INNER_STEPS, MAX_RESOLUTION, MAX_STEPS
+from engine.config import ProtectConfig
+from engine.methods import METHODS as METHOD_TABLE
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
+# Swagger UI from the pinned swagger-ui-py package (never a CDN); only what the docs page loads.
+SWAGGER_DIR = Path(importlib.util.find_spec("swagger_ui").submodule_search_locations[0]) / "static"  # type: ignore[union-attr,index]
+SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 
 CROSS_SITE = "This request came from another site and was refused. Open the sign-in page and try again."
 
@@ -54,11 +60,7 @@ SPEED_PRESETS = [
 ]
 
 METHODS = [
-    {"name": "sep-fa-vr", "label": "SEP-FA-VR (recommended)", "default": True},
-    {"name": "sep-fa", "label": "SEP-FA", "default": False},
-    {"name": "sep", "label": "SEP", "default": False},
-    {"name": "single-fa", "label": "Single checkpoint (baseline)", "default": False},
-    {"name": "random", "label": "Random noise (baseline)", "default": False},
+    {"name": m.name, "label": m.label, "default": m.name == ProtectConfig().method} for m in METHOD_TABLE.values()
 ]
 
 NUMBER_FIELDS = [
@@ -318,6 +320,25 @@ def job_page(request: Request, session: SessionDep, settings: SettingsDep, job_i
             "stage_text": _stage_text(data),
             "eta_text": _eta_text(data),
         },
+    )
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> Response:
+    """The interactive API documentation (Swagger UI), under the pages' content security policy."""
+    return _page(request, "docs.html", {"openapi_url": request.app.openapi_url})
+
+
+@router.get("/docs/static/{name}")
+def api_docs_static(name: str) -> Response:
+    """Swagger UI's script and stylesheet, from the installed package."""
+    if name not in SWAGGER_FILES:
+        return Response("not found", status_code=status.HTTP_404_NOT_FOUND, media_type="text/plain")
+    path = SWAGGER_DIR / name
+    return FileResponse(
+        path,
+        media_type=STATIC_TYPES[path.suffix],
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -137,3 +137,19 @@ def test_env_file_is_read_only_when_named(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("SEPGUARD_ENV_FILE", str(tmp_path / ".env"))
     assert Settings().max_files == 7
     assert WorkerSettings().worker_lease_seconds == 9
+
+
+# 14. API docs from the project itself --------------------------------------------------------------
+
+
+def test_api_docs_are_served_by_the_service_under_its_csp(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    sources = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert sources and all(s.startswith("/") for s in sources), sources  # no CDN
+    assert "<script>" not in r.text  # no inline script for the policy to forbid
+    for source in sources:
+        asset = client.get(source)
+        assert asset.status_code == 200 and asset.content, source
+    assert client.get("/docs/static/../../core.py").status_code == 404

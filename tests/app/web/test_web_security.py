@@ -179,3 +179,19 @@ def test_sign_in_page_over_plain_http_shows_its_warning_as_markup(browser: Any, 
     field = page.get_by_label("Access token")
     assert field.is_visible() and field.get_attribute("type") == "password"
     context.close()
+
+
+def test_api_docs_load_nothing_from_outside_under_the_pages_csp(browser: Any, live_server: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    requested: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    response = page.goto(live_server.base_url + "/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.get_by_text("POST", exact=True).first.wait_for(timeout=30_000)  # Swagger UI rendered the operations
+    assert page.get_by_text("/api/v1/jobs", exact=True).first.is_visible()
+    assert all(url.startswith(live_server.base_url) or url.startswith("data:") for url in requested), requested
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+    context.close()
