@@ -52,16 +52,28 @@ def test_compose_services_and_shared_storage() -> None:
     assert {"postgres", "redis", "api", "worker", "flower"} <= set(services)
     for name in ("api", "worker"):
         env = services[name]["environment"]
-        assert env["SEPGUARD_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["SEPGUARD_DATABASE_URL"].startswith("postgresql+psycopg://sepguard:${POSTGRES_PASSWORD:?")
         assert "@postgres:5432/" in env["SEPGUARD_DATABASE_URL"]
-        assert env["SEPGUARD_BROKER_URL"] == "redis://redis:6379/0"
+        assert env["SEPGUARD_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+        assert env["SEPGUARD_BROKER_URL"].endswith("@redis:6379/0")
         assert env["SEPGUARD_DATA_DIR"] == "/data"
         assert "data:/data" in services[name]["volumes"]
     assert "data" in compose()["volumes"]
-    postgres_env = services["postgres"]["environment"]
     url = services["api"]["environment"]["SEPGUARD_DATABASE_URL"]
-    assert f"{postgres_env['POSTGRES_USER']}:{postgres_env['POSTGRES_PASSWORD']}@" in url
-    assert url.endswith("/" + postgres_env["POSTGRES_DB"])
+    assert url.endswith("/" + services["postgres"]["environment"]["POSTGRES_DB"])
+
+
+def test_compose_keeps_secrets_in_env_and_ports_on_loopback() -> None:
+    """Passwords come from .env (no default, so a missing one stops compose), nothing listens publicly."""
+    services = compose()["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "--requirepass" in services["redis"]["command"]
+    assert services["redis"]["command"][-1].startswith("${REDIS_PASSWORD:?")
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    for name in ("api", "flower"):
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), services[name]["ports"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "sepguard:sepguard@" not in text and "POSTGRES_PASSWORD: sepguard" not in text
 
 
 def test_compose_worker_reserves_a_gpu() -> None:
