@@ -1,6 +1,7 @@
 """Requests generated from the OpenAPI schema (valid and invalid) never make the service fail:
 no 5xx, and every response is documented and matches its schema."""
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -12,6 +13,14 @@ from schemathesis.checks import (
 
 from app.main import create_app
 from tests.app.helpers import bearer
+
+@pytest.fixture(autouse=True)
+def live_worker(data_dir) -> None:
+    """A worker's presence beat, as a running service has (without one /healthz is rightly 503)."""
+    from worker.presence import beat
+
+    beat()
+
 
 schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", create_app())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
