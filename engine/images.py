@@ -235,7 +235,7 @@ def _to_rgb(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
     elif mode in ("RGBA", "RGBa"):
         rgb_im = im.convert("RGBA")
     else:
-        rgb_im = im.convert("RGB")
+        rgb_im = im if mode == "RGB" else im.convert("RGB")  # no second full-size copy of RGB sources
     arr = np.asarray(rgb_im)
     if arr.shape[2] == 4:
         alpha = arr[:, :, 3].copy()

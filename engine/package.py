@@ -30,6 +30,9 @@ from engine.metrics import center_crop, psnr_from_mse, ssim
 from engine.progress import Progress, no_progress
 
 _STORED_FORMATS = ("PNG", "JPEG", "WEBP")  # already compressed: deflating them again wastes CPU
+# Rows of an image handled at once: the full-size buffers of one image are its pixels and the
+# protected copy; the resized perturbation and the 16-bit sums exist one strip at a time.
+STRIP_ROWS = 256
 
 
 def resize_delta(delta: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -38,13 +41,20 @@ def resize_delta(delta: np.ndarray, height: int, width: int) -> np.ndarray:
     Bilinear weights are non-negative and sum to one, so the result never leaves the
     range of the input: the l-inf bound survives the resize.
     """
+    return resize_delta_rows(delta, height, width, 0, height)
+
+
+def resize_delta_rows(delta: np.ndarray, height: int, width: int, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` of ``resize_delta(delta, height, width)``, computed without the others."""
     channels = np.asarray(delta, dtype=np.float32)
     if channels.shape[1:] == (height, width):
-        return channels.copy()
-    out = np.empty((channels.shape[0], height, width), dtype=np.float32)
+        return channels[:, top:bottom].copy()
+    scale = channels.shape[1] / height
+    box = (0.0, top * scale, float(channels.shape[2]), bottom * scale)
+    out = np.empty((channels.shape[0], bottom - top, width), dtype=np.float32)
     for c, plane in enumerate(channels):
-        resized = Image.fromarray(np.ascontiguousarray(plane), "F").resize((width, height), Image.Resampling.BILINEAR)
-        out[c] = np.asarray(resized)
+        image = Image.fromarray(np.ascontiguousarray(plane), "F")
+        out[c] = np.asarray(image.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box))
     return out
 
 
@@ -61,10 +71,15 @@ def apply_delta(original: LoadedImage, delta: np.ndarray, eps: float) -> np.ndar
     d = np.asarray(delta, dtype=np.float32)
     if original.gray:
         d = d.mean(axis=0, keepdims=True)
-    levels = np.clip(np.rint(resize_delta(d, original.height, original.width) * 255.0), -bound, bound)
-    levels = levels.astype(np.int16).transpose(1, 2, 0)  # (H,W,1 or 3)
-    # For gray sources the single delta plane broadcasts over three equal channels.
-    return np.clip(original.rgb.astype(np.int16) + levels, 0, 255).astype(np.uint8)
+    height, width = original.height, original.width
+    out = np.empty_like(original.rgb)
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(height, top + STRIP_ROWS)
+        levels = np.clip(np.rint(resize_delta_rows(d, height, width, top, bottom) * 255.0), -bound, bound)
+        levels = levels.astype(np.int16).transpose(1, 2, 0)  # (rows,W,1 or 3)
+        # For gray sources the single delta plane broadcasts over three equal channels.
+        out[top:bottom] = np.clip(original.rgb[top:bottom].astype(np.int16) + levels, 0, 255)
+    return out
 
 
 def output_format_for(entry_format: str, output_format: str) -> str:
@@ -120,12 +135,19 @@ def _measure(original: LoadedImage, saved_rgb: np.ndarray) -> dict[str, Any]:
     """Distortion of the SAVED pixels (after any lossy encoding), in /255 units."""
     a = original.rgb[:, :, 0] if original.gray else original.rgb
     b = saved_rgb[:, :, 0] if original.gray else saved_rgb
-    diff = a.astype(np.int16) - b.astype(np.int16)
+    linf, total_abs, total_sq = 0, 0, 0
+    for top in range(0, a.shape[0], STRIP_ROWS):  # one strip of differences at a time
+        diff = a[top : top + STRIP_ROWS].astype(np.int32) - b[top : top + STRIP_ROWS]
+        if diff.size:
+            linf = max(linf, int(np.abs(diff).max()))
+            total_abs += int(np.abs(diff).sum())
+            total_sq += int(np.square(diff).sum(dtype=np.int64))
+    count = a.size
     cropped = max(a.shape[:2]) > SSIM_REGION
     measured: dict[str, Any] = {
-        "linf": int(np.abs(diff).max()) if diff.size else 0,
-        "mean_abs": round(float(np.abs(diff).mean()), 4) if diff.size else 0.0,
-        "psnr": round(psnr_from_mse(float(np.square(diff, dtype=np.float64).mean()) if diff.size else 0.0), 3),
+        "linf": linf,
+        "mean_abs": round(total_abs / count, 4) if count else 0.0,
+        "psnr": round(psnr_from_mse(total_sq / count if count else 0.0), 3),
         "ssim": round(ssim(center_crop(a, SSIM_REGION), center_crop(b, SSIM_REGION)), 5),
     }
     if cropped:

@@ -138,3 +138,46 @@ def test_health_and_job_list_answer_while_hostile_uploads_are_checked(
         t.join()
     assert results == [400] * pool_threads
     assert slowest < 1.0, f"slowest answer {slowest:.2f} s"
+
+
+# Protects one 3000x3000 photo-like PNG with the packaging stage in a fresh process and prints
+# how many bytes per pixel its peak resident memory grew.
+PACKAGE_SCRIPT = r"""
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from engine.dataset import open_dataset
+from engine.package import write_protected_zip
+
+side = 3000
+root = Path(sys.argv[1])
+for name in ("a", "b"):
+    (root / "src" / name).mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(root / "src" / name / "0.png", compress_level=1)
+    del pixels
+index = open_dataset(root / "src", root / "work")
+delta = (np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32) - 0.5) * (16 / 255)
+
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # start the high-water mark from here
+before = peak_kib()
+write_protected_zip(index, delta, root / "out.zip", eps=8)
+print((peak_kib() - before) * 1024 / (side * side))
+"""
+
+
+def test_packaging_holds_few_full_size_buffers_per_image(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PACKAGE_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    per_pixel = float(out.stdout.strip().splitlines()[-1])
+    # 3 bytes of pixels, 3 of the protected copy, 4 in Pillow to encode it, plus strips and the PNG
+    # (it was 48 when the perturbation, its rounding and the 16-bit sums were each full-size)
+    assert per_pixel < 24, f"{per_pixel:.1f} bytes per pixel"
