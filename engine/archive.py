@@ -231,7 +231,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
                 f"limit of {_human(MAX_TAR_HEADER_BYTES)}"
             )
         if self.type == tarfile.GNUTYPE_SPARSE:
-            raise DatasetError(f"archive entry {self.name!r} is a sparse file; sparse files are not allowed", [self.name])
+            name = self.name
+            raise DatasetError(f"archive entry {name!r} is a sparse file; sparse files are not allowed", [name])
         return super()._proc_member(archive)  # type: ignore[misc]
 
 

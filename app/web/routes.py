@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
 # Swagger UI from the pinned swagger-ui-py package (never a CDN); only what the docs page loads.
-SWAGGER_DIR = Path(importlib.util.find_spec("swagger_ui").submodule_search_locations[0]) / "static"  # type: ignore[union-attr,index]
+_SWAGGER_SPEC = importlib.util.find_spec("swagger_ui")
+SWAGGER_DIR = Path(_SWAGGER_SPEC.submodule_search_locations[0]) / "static"  # type: ignore[union-attr,index]
 SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 
 CROSS_SITE = "This request came from another site and was refused. Open the sign-in page and try again."

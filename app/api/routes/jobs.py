@@ -171,7 +171,7 @@ async def create_job(
                 f"{settings.worker_memory_bytes / GiB:.1f} GiB a worker has; lower the resolution or split the dataset"
             )
         await run_validation(settings.validation_workers, index.save, storage.index_path(job_id))
-        check_active_jobs(session, owner, settings.max_active_jobs)  # again: the same owner may have queued others meanwhile
+        check_active_jobs(session, owner, settings.max_active_jobs)  # again: others may have been queued since
         job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=summary)
         session.add(job)
         session.commit()
