@@ -9,7 +9,9 @@ Presets trade time for strength:
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-METHODS = ("sep-fa-vr", "sep-fa", "sep", "single-fa", "random")
+from engine.methods import METHODS as METHOD_TABLE
+
+METHODS = tuple(METHOD_TABLE)
 PRESETS = ("fast", "balanced", "paper")
 
 

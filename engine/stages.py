@@ -40,6 +40,7 @@ from engine.dataset import DatasetIndex, load_working_set, open_dataset
 from engine.device import pick_device
 from engine.errors import DatasetError
 from engine.features import class_means, target_classes
+from engine.methods import method
 from engine.package import write_protected_zip
 from engine.previews import write_previews
 from engine.progress import Progress, no_progress
@@ -143,7 +144,7 @@ def ingest(
 
 def train(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None) -> None:
     """Train the surrogate and save its K checkpoints (step 1 of SEP)."""
-    if (job_dir / CHECKPOINTS).exists() or cfg.method == "random":
+    if (job_dir / CHECKPOINTS).exists() or not method(cfg.method).needs_surrogate:
         return
     device = device or pick_device()
     images, labels = load_working(job_dir)
@@ -155,7 +156,7 @@ def train(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, d
 
 def means(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None) -> None:
     """Class-mean penultimate features of every checkpoint (step 2 of SEP)."""
-    if (job_dir / MEANS).exists() or cfg.method in ("random", "sep"):
+    if (job_dir / MEANS).exists() or not method(cfg.method).needs_means:
         return
     device = device or pick_device()
     images, labels = load_working(job_dir)
@@ -199,9 +200,9 @@ def craft_shard(
     num_classes = len(load_index(job_dir).classes)
     nets: list[torch.nn.Module] = []
     mean_feats = None
-    if cfg.method != "random":
+    if method(cfg.method).needs_surrogate:
         nets = load_nets(job_dir)
-        if cfg.method != "sep":
+        if method(cfg.method).needs_means:
             mean_feats = torch.load(job_dir / MEANS, map_location="cpu", weights_only=True)
     with timed(job_dir, f"craft-{start:08d}"):
         delta = craft(

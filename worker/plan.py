@@ -5,6 +5,8 @@ Torch-free on purpose: the API imports it (through ``worker.pipeline``) to submi
 
 from typing import Any
 
+from engine.config import ProtectConfig
+from engine.methods import method
 from engine.victim_catalogue import resolve
 
 # Order of the stages. ``evaluate`` (only when the user asked to measure the protection)
@@ -41,22 +43,13 @@ def next_stage(params: dict[str, Any], done: set[str]) -> str | None:
 
 def _passes(params: dict[str, Any]) -> dict[str, float]:
     """Rough network passes per image of each stage, so progress tracks wall time."""
-    method = params.get("method", "sep-fa-vr")
-    epochs = float(params.get("epochs", 15))
-    k = float(params.get("checkpoints", 8))
-    steps = float(params.get("steps", 10))
-    inner = float(params.get("inner_steps", 8))
-    if method == "random":
-        train = means = 0.0
-        craft = 0.05
-    else:
-        train = epochs
-        means = 0.0 if method == "sep" else k * 0.35  # forward only
-        if method == "single-fa":
-            craft = steps
-        else:
-            craft = steps * (k + (inner if method == "sep-fa-vr" else 0.0))
-    costs = {"train": train, "means": means, "craft": craft}
+    cfg = ProtectConfig.from_dict(params)
+    row = method(cfg.method)
+    costs = {
+        "train": float(cfg.epochs) if row.needs_surrogate else 0.0,
+        "means": cfg.checkpoints * 0.35 if row.needs_means else 0.0,  # forward only
+        "craft": float(row.passes_per_image(cfg.steps, cfg.checkpoints, cfg.inner_steps)) or 0.05,
+    }
     if params.get("measure"):
         victims = resolve(str(params.get("eval_victims", "held-out")), int(params.get("eval_epochs", 0)))
         # a victim trained on clean and one on protected images, each about as costly per epoch

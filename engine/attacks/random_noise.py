@@ -2,7 +2,13 @@
 
 import torch
 
+from engine.attacks.base import Attack
 
-def random_delta(shape: tuple[int, ...], eps: float, generator: torch.Generator) -> torch.Tensor:
-    """Uniform noise in [−eps/255, eps/255]."""
-    return (torch.rand(shape, generator=generator) * 2 - 1) * (eps / 255)
+
+class RandomNoise(Attack):
+    """No surrogate, no gradient: x0 + U(−ε, ε), drawn from the batch's seeded generator."""
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        noise = (torch.rand(tuple(images.shape), generator=self.generator) * 2 - 1) * self.eps
+        self.on_step(self.steps)
+        return (images + noise.to(images.device)).clamp_(0, 1)
