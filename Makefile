@@ -16,6 +16,9 @@ serve: $(STAMP)
 	$(VENV)/bin/sepguard serve
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 # Debian's Chromium for the browser tests (Playwright drives it by its executable path).

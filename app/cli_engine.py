@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -52,7 +52,7 @@ def progress_bars() -> Iterator[Any]:
         yield update
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """One clear line on stderr and a non-zero exit."""
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(1)
@@ -90,9 +90,21 @@ def protect(
 
     try:
         cfg = make_config(
-            preset, method=method, eps=eps, alpha=alpha, steps=steps, inner_steps=inner_steps,
-            checkpoints=checkpoints, arch=arch, width=width, epochs=epochs, resolution=resolution,
-            seed=seed, output_format=output_format, jpeg_quality=jpeg_quality, class_pattern=class_pattern,
+            preset,
+            method=method,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            inner_steps=inner_steps,
+            checkpoints=checkpoints,
+            arch=arch,
+            width=width,
+            epochs=epochs,
+            resolution=resolution,
+            seed=seed,
+            output_format=output_format,
+            jpeg_quality=jpeg_quality,
+            class_pattern=class_pattern,
         )
     except (ValueError, TypeError) as exc:
         fail(str(exc))
@@ -105,7 +117,13 @@ def protect(
     try:
         with progress_bars() as bars:
             report = run_protect(
-                source, output, cfg, workdir=workdir, progress=bars, skip_invalid=skip_invalid, measure=measure,
+                source,
+                output,
+                cfg,
+                workdir=workdir,
+                progress=bars,
+                skip_invalid=skip_invalid,
+                measure=measure,
                 device=torch.device(device) if device else None,
             )
     except (DatasetError, ValueError, OSError, RuntimeError) as exc:
@@ -126,8 +144,11 @@ def print_evaluation(result: dict) -> None:
         table.add_column(col)
     for row in result["victims"]:
         table.add_row(
-            row.get("victim", row.get("arch", "?")), row["defense"], str(row.get("seed", "")),
-            _acc_pair(row, "clean"), _acc_pair(row, "protected"),
+            row.get("victim", row.get("arch", "?")),
+            row["defense"],
+            str(row.get("seed", "")),
+            _acc_pair(row, "clean"),
+            _acc_pair(row, "protected"),
         )
     Console().print(table)
     for warning in result.get("warnings", []):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print one clear line to stderr and exit non-zero."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
@@ -153,7 +153,9 @@ def stop_worker_process(process: subprocess.Popen[bytes]) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not start a worker (run `sepguard worker` elsewhere).")] = False,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not start a worker (run `sepguard worker` elsewhere).")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Web server processes.")] = 1,
 ) -> None:
     """Run the web page and REST API, with one job worker unless --no-worker."""
@@ -260,10 +262,16 @@ def token_list() -> None:
     table = Table("id", "prefix", "owner", "label", "admin", "created", "last used", "revoked")
     with session_scope() as session:
         for t in list_tokens(session):
-            stamp = lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "-"  # noqa: E731
+            stamp = lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "-"
             table.add_row(
-                str(t.id), t.prefix, t.owner.name, t.name, "yes" if t.owner.is_admin else "",
-                stamp(t.created_at), stamp(t.last_used_at), stamp(t.revoked_at),
+                str(t.id),
+                t.prefix,
+                t.owner.name,
+                t.name,
+                "yes" if t.owner.is_admin else "",
+                stamp(t.created_at),
+                stamp(t.last_used_at),
+                stamp(t.revoked_at),
             )
     Console().print(table)
 

@@ -14,7 +14,9 @@ def get_owned_job(session: Session, owner: Owner, job_id: str) -> Job | None:
     return job
 
 
-def list_jobs(session: Session, owner: Owner, limit: int, offset: int, status: str | None = None) -> tuple[list[Job], int]:
+def list_jobs(
+    session: Session, owner: Owner, limit: int, offset: int, status: str | None = None
+) -> tuple[list[Job], int]:
     """One page of the owner's jobs, newest first, and how many there are in all."""
     where = [Job.owner_id == owner.id] + ([Job.status == status] if status else [])
     total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0

@@ -14,7 +14,6 @@ from app.web.routes import router as web_router
 API_PREFIX = "/api/v1"
 
 
-
 LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, cast
 
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
 
@@ -40,8 +40,13 @@ MAX_NAME_BYTES = 255  # one file or folder name (the usual file-system limit)
 MAX_PATH_BYTES = 1024  # a whole entry path
 # A tar long-name or pax header is read whole by tarfile before anything else can look at it.
 MAX_TAR_HEADER_BYTES = 64 * 1024
-_TAR_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-                   tarfile.SOLARIS_XHDTYPE)
+_TAR_META_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -224,7 +229,7 @@ def _extract_zip(source: Path, dest: Path, limits: Limits, archive_size: int) ->
 class _BoundedTarInfo(tarfile.TarInfo):
     """A tar header whose long name or pax record is refused before tarfile reads it whole."""
 
-    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _TAR_META_TYPES and self.size > MAX_TAR_HEADER_BYTES:
             raise LimitExceeded(
                 f"the archive has a tar header of {_human(self.size)} (a long name or pax record), over the "
@@ -233,7 +238,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         if self.type == tarfile.GNUTYPE_SPARSE:
             name = self.name
             raise DatasetError(f"archive entry {name!r} is a sparse file; sparse files are not allowed", [name])
-        return super()._proc_member(archive)  # type: ignore[misc]
+        return cast(tarfile.TarInfo, super()._proc_member(archive))  # type: ignore[misc]
 
 
 def _extract_tar(source: Path, dest: Path, limits: Limits, archive_size: int) -> None:
@@ -294,7 +299,7 @@ def _tar_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _copy_entry(stream: BinaryIO, dest: Path, rel: PurePosixPath, name: str, budget: _Budget, declared: int) -> None:
+def _copy_entry(stream: IO[bytes], dest: Path, rel: PurePosixPath, name: str, budget: _Budget, declared: int) -> None:
     """Copy one entry, counting real bytes; never writes outside ``dest``."""
     target = dest.joinpath(*rel.parts)
     root = dest.resolve()

@@ -16,7 +16,7 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
     flip = (torch.rand(n, generator=generator, device="cpu") < 0.5).to(dev)
-    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # (n, h)
+    rows = dy[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h)
     cols = dx[:, None] + torch.arange(w, device=dev)[None, :]  # (n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     out = padded.gather(2, rows[:, None, :, None].expand(n, x.shape[1], h, padded.shape[3]))

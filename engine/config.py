@@ -67,7 +67,9 @@ class ProtectConfig:
         if not 0 <= self.gray <= 1 or self.ce_weight < 0:
             raise ValueError("gray must be in [0, 1] and ce_weight >= 0")
         if not 0 <= self.class_pattern < self.eps:
-            raise ValueError(f"class_pattern must be in [0, eps) so that crafting keeps a budget, got {self.class_pattern}")
+            raise ValueError(
+                f"class_pattern must be in [0, eps) so that crafting keeps a budget, got {self.class_pattern}"
+            )
         if self.craft_batch > self.shard_size:
             # shards are whole multiples of the crafting batch (so sharded crafting repeats a
             # single pass exactly); a smaller shard size asks for smaller batches
@@ -88,7 +90,13 @@ class ProtectConfig:
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "fast": dict(
-        width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_epochs=4,
+        width=8,
+        epochs=4,
+        checkpoints=4,
+        steps=5,
+        inner_steps=4,
+        alpha=2.0,
+        eval_epochs=4,
     ),
     # balanced: 8·(8+6) = 112 passes per image. α = 2/255 reaches the ε = 8/255 boundary in 4 of
     # the 8 steps. Measured on cifar10-mini (3,051 images, 2 CPU cores, three victims; every run in
@@ -103,7 +111,14 @@ _PRESETS: dict[str, dict[str, Any]] = {
         width=16, epochs=15, checkpoints=8, steps=8, inner_steps=4, alpha=2.0, balance=True, gray=0.5, ce_weight=1.0
     ),
     "paper": dict(
-        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000,
+        width=64,
+        epochs=120,
+        checkpoints=15,
+        steps=30,
+        inner_steps=16,
+        alpha=1.0,
+        craft_batch=1024,
+        shard_size=5000,
     ),
 }
 

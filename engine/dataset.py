@@ -195,9 +195,7 @@ def _index(root: Path, limits: Limits, skip_invalid: bool, progress: Progress, d
     if bad and not skip_invalid:
         _raise_bad(bad)
     if empty and not skip_invalid:
-        raise DatasetError(
-            f"class folder(s) without any image: {', '.join(empty)}", [c + "/" for c in empty]
-        )
+        raise DatasetError(f"class folder(s) without any image: {', '.join(empty)}", [c + "/" for c in empty])
     kept = [c for c in classes if infos[c]]
     if len(kept) < 2:
         found = f"found {len(kept)}" + (f" ({', '.join(kept)})" if kept else "")

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ def _cuda_bf16() -> bool:
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None, "fp32": None}
-_forced: dict[str, object] = {}
+_forced: dict[str, Any] = {}
 
 
 def _env_flag(name: str) -> bool | None:
@@ -104,7 +105,8 @@ def settings(device: torch.device) -> SpeedSettings:
     for field, var in (("channels_last", "SEPGUARD_CHANNELS_LAST"), ("fold_bn", "SEPGUARD_FOLD_BN")):
         flag = _env_flag(var)
         if flag is not None:
-            s = replace(s, **{field: flag})
+            flags: dict[str, Any] = {field: flag}
+            s = replace(s, **flags)
     return replace(s, **_forced) if _forced else s
 
 
@@ -160,7 +162,9 @@ def freeze(net: nn.Module, device: torch.device) -> nn.Module:
     net.requires_grad_(False)
     if s.fold_bn:
         fold_batchnorm(net)
-    return net.to(device=device, memory_format=s.memory_format)
+    # torch's overloads of Module.to leave out memory_format, which it accepts; it returns the module itself.
+    net.to(device=device, memory_format=s.memory_format)  # type: ignore[call-overload]
+    return net
 
 
 def to_float(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -196,10 +200,10 @@ def fold_batchnorm(net: nn.Module) -> int:
         if type(conv) is not nn.Conv2d or type(bn) is not nn.BatchNorm2d:
             continue  # folded already
         with torch.no_grad():
-            scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+            scale = torch.rsqrt(cast(torch.Tensor, bn.running_var).float() + bn.eps)
             if bn.affine:
                 scale = scale * bn.weight.float()
-            shift = -bn.running_mean.float() * scale
+            shift = -cast(torch.Tensor, bn.running_mean).float() * scale
             if bn.affine:
                 shift = shift + bn.bias.float()
             if conv.bias is not None:
@@ -221,14 +225,14 @@ def _fold_plan(net: nn.Module) -> tuple[tuple[str, str], ...]:
 
     try:
         graph = torch.fx.symbolic_trace(net).graph
-    except Exception:  # noqa: BLE001 - untraceable control flow: no folding, same results
+    except Exception:
         return ()
     modules = dict(net.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    pairs = []
+    pairs: list[tuple[Any, Any]] = []
     for node in graph.nodes:
         if node.op != "call_module" or type(modules.get(node.target)) is not nn.BatchNorm2d:
             continue
@@ -239,7 +243,7 @@ def _fold_plan(net: nn.Module) -> tuple[tuple[str, str], ...]:
             and src.op == "call_module"
             and type(modules.get(src.target)) is nn.Conv2d
             and len(src.users) == 1
-            and calls[src.target] == 1
+            and calls[cast(str, src.target)] == 1
             and calls[node.target] == 1
             and bn.track_running_stats
             and bn.running_mean is not None
@@ -269,15 +273,18 @@ def member_bytes_per_image(net: nn.Module, device: torch.device, resolution: int
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         with autocast(device):
-            loss = net.features(x).float().pow(2).sum()
+            loss = net.features(x).float().pow(2).sum()  # type: ignore[operator]  # a models.Net
         torch.autograd.grad(loss, x)
         return max(1, (torch.cuda.max_memory_allocated(device) - base) // probe)
     sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
-             for m in net.modules() if not list(m.children()) and isinstance(m, nn.Module)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
+        for m in net.modules()
+        if not list(m.children()) and isinstance(m, nn.Module)
+    ]
     try:
         with torch.no_grad(), autocast(device):
-            net.features(x)
+            net.features(x)  # type: ignore[operator]  # a models.Net
     finally:
         for h in hooks:
             h.remove()

@@ -9,6 +9,7 @@ training images at JPEG quality Q, a known remover of ℓ∞ poisons).
 import io
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def apply_defense(train: Split, test: Split, defense: str | None) -> tuple[Split
     kind, quality = parse_defense(defense)
     if kind == "grayscale":
         return (grayscale(train[0]), train[1]), (grayscale(test[0]), test[1])
-    return (jpeg(train[0], quality), train[1]), test
+    return (jpeg(train[0], cast(int, quality)), train[1]), test
 
 
 def compare_victims(
@@ -76,7 +77,7 @@ def compare_victims(
     settings: EvalSettings,
     device: torch.device,
     progress: Progress = no_progress,
-) -> dict:
+) -> dict[str, Any]:
     """Victims (per defence and seed) trained on clean and on protected data, tested on ``test``.
 
     Returns ``{"victims": [{"victim", "arch", "defense", "seed", "clean_acc", "clean_best_acc",
@@ -89,13 +90,13 @@ def compare_victims(
     defenses: list[str | None] = [None, *settings.defenses] if settings.undefended else [*settings.defenses]
     kinds = ("protected", "clean") if clean is not None else ("protected",)
     runs = [(v, d, s, k) for d in defenses for v in victims for s in settings.seeds for k in kinds]
-    by_key: dict[tuple[str, str | None, int], dict] = {}
+    by_key: dict[tuple[str, str | None, int], dict[str, Any]] = {}
     for i, (victim, defense, seed, kind) in enumerate(runs):
 
         def overall(stage: str, done: int, total: int, i: int = i) -> None:
             progress("evaluate", i * 1000 + (1000 * done) // max(1, total), len(runs) * 1000)
 
-        train_split, test_split = apply_defense(protected if kind == "protected" else clean, test, defense)
+        train_split, test_split = apply_defense(protected if kind == "protected" else cast(Split, clean), test, defense)
         res = train_victim(victim, train_split, test_split, num_classes, seed, device, overall)
         row = by_key.setdefault(
             (victim.name, defense, seed),
@@ -106,13 +107,17 @@ def compare_victims(
         row.setdefault("interval95", {})[kind] = wilson_interval(res["test_acc"], len(test[0]))
     rows = list(by_key.values())
     plain = [r for r in rows if r["defense"] == "none"] or rows
-    result: dict = {
+    result: dict[str, Any] = {
         "victims": rows,
         "mean_protected_acc": round(float(np.mean([r["protected_acc"] for r in plain])), 4),
         "spread_protected_acc": round(float(np.std([r["protected_acc"] for r in plain])), 4),
         "test_images": len(test[0]),
         "chance": round(1 / num_classes, 4),
-        "settings": {"victims": [v.name for v in victims], "seeds": list(settings.seeds), "epochs": [v.epochs for v in victims]},
+        "settings": {
+            "victims": [v.name for v in victims],
+            "seeds": list(settings.seeds),
+            "epochs": [v.epochs for v in victims],
+        },
     }
     if clean is not None:
         result["mean_clean_acc"] = round(float(np.mean([r["clean_acc"] for r in plain])), 4)
@@ -134,7 +139,7 @@ def wilson_interval(acc: float, n: int, z: float = 1.96) -> list[float]:
 MIN_TRUSTED_TEST_IMAGES = 100
 
 
-def trust_warnings(result: dict, num_classes: int) -> list[str]:
+def trust_warnings(result: dict[str, Any], num_classes: int) -> list[str]:
     """Plain words when the numbers cannot carry a conclusion: a small test split, or clean
     victims so weak that there is little accuracy for the protection to remove."""
     warnings: list[str] = []

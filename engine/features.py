@@ -1,5 +1,7 @@
 """Step 2 of SEP: class-mean penultimate features per checkpoint, and the target classes."""
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -13,7 +15,12 @@ def target_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 @torch.no_grad()
 def class_means(
-    nets: list[nn.Module], images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: torch.device, batch: int = 512
+    nets: list[nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    device: torch.device,
+    batch: int = 512,
 ) -> torch.Tensor:
     """Mean penultimate feature of every class for every net: (K, C, D), float32 on ``device``.
 
@@ -24,12 +31,12 @@ def class_means(
     counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
     out = []
     for net in nets:
-        sums = None
+        sums: torch.Tensor | None = None
         for i in range(0, len(images), batch):
             with autocast(device):
-                f = net.features(to_float(images[i : i + batch], device)).float()
+                f = net.features(to_float(images[i : i + batch], device)).float()  # type: ignore[operator]  # a models.Net
             if sums is None:
                 sums = torch.zeros(num_classes, f.shape[1], device=device)
             sums.index_add_(0, labels[i : i + batch], f)
-        out.append(sums / counts[:, None])
+        out.append(cast(torch.Tensor, sums) / counts[:, None])
     return torch.stack(out)

@@ -155,9 +155,7 @@ def _measure(original: LoadedImage, saved_rgb: np.ndarray) -> dict[str, Any]:
     return measured
 
 
-def _settings(
-    eps: float | ProtectConfig, output_format: str, jpeg_quality: int
-) -> tuple[float, str, int]:
+def _settings(eps: float | ProtectConfig, output_format: str, jpeg_quality: int) -> tuple[float, str, int]:
     if isinstance(eps, ProtectConfig):
         return eps.eps, eps.output_format, eps.jpeg_quality
     if output_format not in ("png", "keep"):

@@ -57,7 +57,9 @@ def _thumb(pixels: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return im.resize(size, method)
 
 
-def _preview_one(i: int, entry: ImageEntry, index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float) -> dict[str, Any]:
+def _preview_one(
+    i: int, entry: ImageEntry, index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float
+) -> dict[str, Any]:
     original = load_image(index.root / entry.path, name=entry.path)
     protected = apply_delta(original, delta, eps)
     a = original.rgb[:, :, 0] if original.gray else original.rgb

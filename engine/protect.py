@@ -36,7 +36,7 @@ def protect(
     """
     device = device or pick_device()
     own_workdir = workdir is None
-    job_dir = Path(tempfile.mkdtemp(prefix="sepguard-")) if own_workdir else Path(workdir)
+    job_dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sepguard-"))
     start = time.perf_counter()
     try:
         stages.ingest(job_dir, cfg, source=Path(source), limits=limits, skip_invalid=skip_invalid, progress=progress)

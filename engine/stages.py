@@ -136,13 +136,14 @@ def ingest(
             save_index(job_dir, index)
         if not (job_dir / WORKING).exists():
             images, labels = load_working_set(index, cfg.resolution, progress)
-            with atomic_path(job_dir / WORKING) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, images=images, labels=labels)
+            with atomic_path(job_dir / WORKING) as tmp, open(tmp, "wb") as f:
+                np.savez(f, images=images, labels=labels)
     return index
 
 
-def train(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None) -> None:
+def train(
+    job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None
+) -> None:
     """Train the surrogate and save its K checkpoints (step 1 of SEP)."""
     if (job_dir / CHECKPOINTS).exists() or not method(cfg.method).needs_surrogate:
         return
@@ -154,7 +155,9 @@ def train(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, d
             torch.save({"checkpoints": run.checkpoints, "history": run.history}, tmp)
 
 
-def means(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None) -> None:
+def means(
+    job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None
+) -> None:
     """Class-mean penultimate features of every checkpoint (step 2 of SEP)."""
     if (job_dir / MEANS).exists() or not method(cfg.method).needs_means:
         return
@@ -208,9 +211,8 @@ def craft_shard(
         delta = craft(
             nets, mean_feats, images[start:stop], labels[start:stop], num_classes, cfg, device, start, progress
         )
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, delta.numpy())
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, delta.numpy())
     return out
 
 
@@ -231,18 +233,21 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         if len(idx) < 2:
             continue
-        take = max(1, int(round(len(idx) * fraction)))
+        take = max(1, int(round(len(idx) * fraction)))  # noqa: RUF046 (round of a NumPy float)
         mask[rng.choice(idx, size=min(take, len(idx) - 1), replace=False)] = True
     return mask
 
 
-def evaluate(job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None) -> dict:
+def evaluate(
+    job_dir: Path, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None
+) -> dict[str, Any]:
     """Measure the protection: victims trained on the protected images (minus a clean held-out
     split) versus on the clean images, both tested on the clean held-out split."""
     from engine.evaluate import EvalSettings, compare_victims
 
     if (job_dir / EVALUATION).exists():
-        return json.loads((job_dir / EVALUATION).read_text())
+        saved: dict[str, Any] = json.loads((job_dir / EVALUATION).read_text())
+        return saved
     device = device or pick_device()
     images, labels = load_working(job_dir)
     delta = torch.from_numpy(load_delta(job_dir, cfg))

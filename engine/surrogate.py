@@ -1,6 +1,7 @@
 """Step 1 of SEP: train ONE surrogate and keep K checkpoints spread over its run."""
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -13,8 +14,8 @@ from engine.training import TrainSettings, steps_per_epoch, train_classifier
 
 @dataclass
 class SurrogateRun:
-    checkpoints: list[dict]  # models.save_checkpoint dicts (config + weights + step/epoch)
-    history: list[dict]  # per epoch: loss, train accuracy
+    checkpoints: list[dict[str, Any]]  # models.save_checkpoint dicts (config + weights + step/epoch)
+    history: list[dict[str, Any]]  # per epoch: loss, train accuracy
 
 
 def snapshot_schedule(total_steps: int, k: int) -> list[int]:
@@ -43,10 +44,10 @@ def train_surrogate(
     )
     per_epoch = steps_per_epoch(len(images), cfg.batch_size)
     steps = snapshot_schedule(per_epoch * cfg.epochs, cfg.checkpoints)
-    checkpoints: list[dict] = []
+    checkpoints: list[dict[str, Any]] = []
 
     def keep(model: nn.Module, step: int, epoch: int) -> None:
-        checkpoints.append(models.save_checkpoint(model, step=step, epoch=epoch))
+        checkpoints.append(models.save_checkpoint(cast(models.Net, model), step=step, epoch=epoch))
 
     history = train_classifier(
         net, images, labels, settings, device, snapshot_steps=set(steps), on_snapshot=keep, progress=progress

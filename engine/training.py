@@ -13,6 +13,7 @@ training nobody tuned for: one-cycle or cosine schedules, AdamW, label smoothing
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -91,8 +92,8 @@ def train_classifier(
     on_snapshot: Callable[[nn.Module, int, int], None] | None = None,
     progress: Progress = no_progress,
     stage: str = "train",
-    on_epoch: Callable[[nn.Module, int], dict] | None = None,
-) -> list[dict]:
+    on_epoch: Callable[[nn.Module, int], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Train ``net`` in place on uint8 ``images`` (N,3,H,W) and int64 ``labels``.
 
     ``on_snapshot(net, step, epoch)`` is called after each optimiser step listed in
@@ -101,13 +102,14 @@ def train_classifier(
     """
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    net.to(device=device, memory_format=memory_format(device)).train()
+    net.to(device=device, memory_format=memory_format(device)).train()  # type: ignore[call-overload]  # memory_format is missing from torch's overloads
     images = images.to(device)
     labels = labels.to(device)
     n = len(images)
     per_epoch = steps_per_epoch(n, settings.batch_size)
     total = per_epoch * settings.epochs
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in net.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -119,7 +121,7 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_multiplier(settings.schedule, s, total, settings.warmup)
     )
-    history: list[dict] = []
+    history: list[dict[str, Any]] = []
     step = 0
     for epoch in range(1, settings.epochs + 1):
         order = torch.randperm(n, generator=gen).to(device)
@@ -158,7 +160,9 @@ def train_classifier(
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int = 512) -> float:
+def accuracy(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int = 512
+) -> float:
     """Top-1 accuracy of ``net`` on uint8 ``images``."""
     net.eval()
     correct = 0

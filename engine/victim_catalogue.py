@@ -48,8 +48,16 @@ TUNING: tuple[Victim, ...] = (
 HELD_OUT: tuple[Victim, ...] = (
     Victim("convnet-60ep", "convnet", 32, 60, schedule="onecycle", lr=0.05, label_smoothing=0.1, standardize=True),
     Victim(
-        "mobilenetv2-30ep", "mobilenetv2", 0.5, 30, schedule="cosine", optimizer="adamw", lr=2e-3,
-        weight_decay=0.05, label_smoothing=0.1, standardize=True,
+        "mobilenetv2-30ep",
+        "mobilenetv2",
+        0.5,
+        30,
+        schedule="cosine",
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.05,
+        label_smoothing=0.1,
+        standardize=True,
     ),
     Victim("resnet18-30ep", "resnet18", 16, 30, schedule="cosine", lr=0.05, label_smoothing=0.1, standardize=True),
 )
@@ -76,5 +84,3 @@ def resolve(spec: str, epochs: int = 0) -> list[Victim]:
     if not out:
         raise ValueError("no victims given")
     return [replace(v, epochs=epochs) if epochs > 0 else v for v in out]
-
-

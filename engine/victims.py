@@ -4,6 +4,8 @@ The held-out architectures outside the zoo live here and nowhere else: the surro
 one of them, so a setting cannot be tuned to them by accident.
 """
 
+from typing import Any, cast
+
 import torch
 import torchvision
 from torch import nn
@@ -32,11 +34,14 @@ def mobilenet_v2(num_classes: int, width_mult: float) -> nn.Module:
     """torchvision's MobileNetV2 with a stride-1 stem, the usual adaptation to 32-pixel images."""
     net = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
     net.features[0][0].stride = (1, 1)
-    return net
+    return cast(nn.Module, net)
 
 
 class Standardize(nn.Module):
     """Per-channel standardisation with statistics of the training set (as a practitioner computes)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
@@ -70,16 +75,22 @@ def train_victim(
     device: torch.device,
     progress: Progress = no_progress,
     stage: str = "evaluate",
-) -> dict:
+) -> dict[str, Any]:
     """Train ``victim`` from scratch on ``train``; clean ``test`` accuracy after the last and the best epoch."""
     torch.manual_seed(seed)
     net = build(victim, num_classes, train[0])
     settings = TrainSettings(
-        epochs=victim.epochs, batch_size=victim.batch_size, lr=victim.lr, weight_decay=victim.weight_decay,
-        seed=seed, schedule=victim.schedule, optimizer=victim.optimizer, label_smoothing=victim.label_smoothing,
+        epochs=victim.epochs,
+        batch_size=victim.batch_size,
+        lr=victim.lr,
+        weight_decay=victim.weight_decay,
+        seed=seed,
+        schedule=victim.schedule,
+        optimizer=victim.optimizer,
+        label_smoothing=victim.label_smoothing,
     )
 
-    def test_acc(model: nn.Module, epoch: int) -> dict:
+    def test_acc(model: nn.Module, epoch: int) -> dict[str, Any]:
         return {"test_acc": round(accuracy(model, test[0], test[1], device), 4)}
 
     history = train_classifier(

@@ -1,9 +1,10 @@
 """Alembic environment: the database URL comes from the config or from the ``SEPGUARD_*`` settings."""
 
 from logging.config import fileConfig
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from app.core.config import get_settings
@@ -21,7 +22,7 @@ def database_url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().sqlalchemy_url
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render the project's UTC timestamp type as a plain timezone-aware DateTime in migrations."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

@@ -54,6 +54,8 @@ class Net(nn.Module):
     config: NetConfig
     feature_dim: int
     classifier: nn.Linear
+    pixel_mean: Tensor
+    pixel_std: Tensor
 
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
@@ -80,7 +82,8 @@ class Net(nn.Module):
     def embed(self, normalized: Tensor) -> Tensor:
         """Normalised images -> penultimate feature (N, feature_dim); plain stacks built with
         ``set_layers`` need nothing more, other layouts override this."""
-        return self.pool(self.body(normalized))
+        feature: Tensor = self.pool(self.body(normalized))
+        return feature
 
     def features(self, images: Tensor) -> Tensor:
         """Images in [0, 1] -> penultimate feature (N, feature_dim), the classifier's input."""
@@ -88,7 +91,8 @@ class Net(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """Images in [0, 1] -> logits (N, num_classes)."""
-        return self.classifier(self.features(images))
+        logits: Tensor = self.classifier(self.features(images))
+        return logits
 
 
 def global_pool() -> nn.Sequential:

@@ -72,7 +72,9 @@ class ResNet18(Net):
     def make_block(self, in_channels: int, out_channels: int, stride: int) -> nn.Module:
         """One residual block; SENet18 overrides this to add squeeze-excitation."""
         shortcut = projection_shortcut(in_channels, out_channels, stride)
-        return BasicBlock(in_channels, out_channels, stride=stride, downsample=shortcut)
+        block: nn.Module = BasicBlock(in_channels, out_channels, stride=stride, downsample=shortcut)
+        return block
 
     def embed(self, normalized: Tensor) -> Tensor:
-        return self.pool(self.stages(self.stem(normalized)))
+        feature: Tensor = self.pool(self.stages(self.stem(normalized)))
+        return feature

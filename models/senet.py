@@ -24,7 +24,7 @@ class SENetConfig(ResNetConfig):
             raise ValueError(f"se_reduction must be at least 1, got {self.se_reduction}")
 
 
-class SEBasicBlock(BasicBlock):
+class SEBasicBlock(BasicBlock):  # type: ignore[misc]  # torchvision ships no type information
     """torchvision's ``BasicBlock`` with a squeeze-excitation gate on the residual branch."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, se_reduction: int) -> None:
@@ -35,7 +35,8 @@ class SEBasicBlock(BasicBlock):
     def forward(self, x: Tensor) -> Tensor:
         residual = self.se(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(residual + identity)
+        out: Tensor = self.relu(residual + identity)
+        return out
 
 
 class SENet18(ResNet18):

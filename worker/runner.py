@@ -191,10 +191,10 @@ def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], 
         return fail_exhausted(job_id, "craft", f"crafting images {span[0]}-{span[1]}", settings.max_stage_attempts)
     if claim != "run" or span is None:
         return {"done": "skipped", "busy": "busy"}.get(claim, "missing")  # type: ignore[return-value]
-    start, stop = span
+    start, end = span
     done_images, total_images = state.shard_images(job_id)
     outcome, _ = _execute(
-        job, "craft", lambda ctx: work(ctx, start, stop), offset=done_images, span=stop - start, total=total_images
+        job, "craft", lambda ctx: work(ctx, start, end), offset=done_images, span=end - start, total=total_images
     )
     if outcome == "done":
         if state.finish_shard(job_id, index):

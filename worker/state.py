@@ -224,7 +224,9 @@ def mark_cancelled(job_id: str) -> bool:
     with session_scope() as s:
         n = _update(
             s,
-            update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(status="cancelled", cancel_requested=True, finished_at=now, eta_seconds=None),
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(ACTIVE))
+            .values(status="cancelled", cancel_requested=True, finished_at=now, eta_seconds=None),
         )
         if n:
             _update(
@@ -247,9 +249,7 @@ def request_cancel(job_id: str) -> Literal["cancelled", "requested", "finished",
     with session_scope() as s:
         if _update(s, update(Job).where(Job.id == job_id, Job.status == "queued").values(**ended)):
             return "cancelled"
-        silent = update(Job).where(
-            Job.id == job_id, Job.status == "running", Job.updated_at < lease_threshold(lease)
-        )
+        silent = update(Job).where(Job.id == job_id, Job.status == "running", Job.updated_at < lease_threshold(lease))
         if _update(s, silent.values(**ended)):
             return "cancelled"
         # Keep updated_at as it is: it is the workers' heartbeat, not a sign of life.

@@ -37,7 +37,9 @@ def create_token(session: Session, owner_name: str, token_name: str, is_admin: b
         raise ValueError("owner and token names must not be empty")
     owner = get_or_create_owner(session, owner_name.strip(), is_admin)
     token = secrets.token_urlsafe(32)
-    session.add(ApiToken(owner=owner, name=token_name.strip(), token_hash=hash_token(token), prefix=token[:PREFIX_CHARS]))
+    session.add(
+        ApiToken(owner=owner, name=token_name.strip(), token_hash=hash_token(token), prefix=token[:PREFIX_CHARS])
+    )
     session.flush()
     return token
 

@@ -43,21 +43,45 @@ CONTENT_SECURITY_POLICY = (
 )
 
 STRENGTHS = [
-    {"label": "Light", "eps": 4, "default": False,
-     "text": "Practically invisible; weaker protection. For photos where every detail matters."},
-    {"label": "Standard", "eps": 8, "default": True,
-     "text": "The setting of the SEP paper: hard to see, and models trained on the images learn little."},
-    {"label": "Strong", "eps": 16, "default": False,
-     "text": "The strongest protection; faint grain can show on smooth areas such as sky or skin."},
+    {
+        "label": "Light",
+        "eps": 4,
+        "default": False,
+        "text": "Practically invisible; weaker protection. For photos where every detail matters.",
+    },
+    {
+        "label": "Standard",
+        "eps": 8,
+        "default": True,
+        "text": "The setting of the SEP paper: hard to see, and models trained on the images learn little.",
+    },
+    {
+        "label": "Strong",
+        "eps": 16,
+        "default": False,
+        "text": "The strongest protection; faint grain can show on smooth areas such as sky or skin.",
+    },
 ]
 
 SPEED_PRESETS = [
-    {"name": "fast", "label": "Fast", "default": False,
-     "text": "Seconds to minutes on a CPU; good for a first look, weaker protection."},
-    {"name": "balanced", "label": "Balanced", "default": True,
-     "text": "Minutes on a CPU for a few thousand small images; solid protection."},
-    {"name": "paper", "label": "Paper", "default": False,
-     "text": "The paper's full settings; the strongest, and needs a GPU worker."},
+    {
+        "name": "fast",
+        "label": "Fast",
+        "default": False,
+        "text": "Seconds to minutes on a CPU; good for a first look, weaker protection.",
+    },
+    {
+        "name": "balanced",
+        "label": "Balanced",
+        "default": True,
+        "text": "Minutes on a CPU for a few thousand small images; solid protection.",
+    },
+    {
+        "name": "paper",
+        "label": "Paper",
+        "default": False,
+        "text": "The paper's full settings; the strongest, and needs a GPU worker.",
+    },
 ]
 
 METHODS = [
@@ -66,14 +90,34 @@ METHODS = [
 
 NUMBER_FIELDS = [
     {"name": "steps", "label": "Steps T", "min": 1, "max": MAX_STEPS, "hint": "Crafting steps per image."},
-    {"name": "checkpoints", "label": "Checkpoints K", "min": 1, "max": MAX_CHECKPOINTS,
-     "hint": "Surrogate checkpoints in the ensemble."},
-    {"name": "inner_steps", "label": "Inner steps M", "min": 0, "max": MAX_INNER_STEPS,
-     "hint": "Variance-reduction steps (SEP-FA-VR)."},
-    {"name": "epochs", "label": "Surrogate epochs", "min": 1, "max": MAX_EPOCHS,
-     "hint": "Training epochs of the surrogate."},
-    {"name": "resolution", "label": "Working resolution", "min": 8, "max": MAX_RESOLUTION,
-     "hint": "Pixels; δ is resized to each image."},
+    {
+        "name": "checkpoints",
+        "label": "Checkpoints K",
+        "min": 1,
+        "max": MAX_CHECKPOINTS,
+        "hint": "Surrogate checkpoints in the ensemble.",
+    },
+    {
+        "name": "inner_steps",
+        "label": "Inner steps M",
+        "min": 0,
+        "max": MAX_INNER_STEPS,
+        "hint": "Variance-reduction steps (SEP-FA-VR).",
+    },
+    {
+        "name": "epochs",
+        "label": "Surrogate epochs",
+        "min": 1,
+        "max": MAX_EPOCHS,
+        "hint": "Training epochs of the surrogate.",
+    },
+    {
+        "name": "resolution",
+        "label": "Working resolution",
+        "min": 8,
+        "max": MAX_RESOLUTION,
+        "hint": "Pixels; δ is resized to each image.",
+    },
     {"name": "seed", "label": "Seed", "min": 0, "max": 2147483647, "hint": "Makes a run repeatable."},
 ]
 

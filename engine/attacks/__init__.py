@@ -22,7 +22,11 @@ from engine.progress import Progress, no_progress
 
 # the attack class of every method of engine.methods.METHODS
 ATTACKS: dict[str, type[Attack]] = {
-    "sep-fa-vr": SEPFAVR, "sep-fa": SEPFA, "sep": SEP, "single-fa": SEPFA, "random": RandomNoise,
+    "sep-fa-vr": SEPFAVR,
+    "sep-fa": SEPFA,
+    "sep": SEP,
+    "single-fa": SEPFA,
+    "random": RandomNoise,
 }
 
 
@@ -36,8 +40,15 @@ def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: Protect
         nets if row.needs_surrogate else [],
         means if row.needs_means else None,
         # the class pattern takes its share of the budget; the attack crafts in the rest
-        eps=cfg.eps - cfg.class_pattern, alpha=cfg.alpha, steps=cfg.steps, device=device, augment=cfg.augment,
-        alpha_final=cfg.alpha_final or None, balance=cfg.balance, gray=cfg.gray, ce_weight=cfg.ce_weight,
+        eps=cfg.eps - cfg.class_pattern,
+        alpha=cfg.alpha,
+        steps=cfg.steps,
+        device=device,
+        augment=cfg.augment,
+        alpha_final=cfg.alpha_final or None,
+        balance=cfg.balance,
+        gray=cfg.gray,
+        ce_weight=cfg.ce_weight,
         **extra,
     )
 

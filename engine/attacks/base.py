@@ -5,6 +5,7 @@ every SEP variant is projected sign-gradient descent inside the ℓ∞ ball of r
 """
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,9 @@ class Attack:
         """Back into the ℓ∞ ball of radius ε around x0, and into the image range [0, 1]."""
         return torch.min(torch.max(x, x0 - self.eps), x0 + self.eps).clamp_(0, 1)
 
-    def step(self, x: torch.Tensor, x0: torch.Tensor, direction: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+    def step(
+        self, x: torch.Tensor, x0: torch.Tensor, direction: torch.Tensor, alpha: float | None = None
+    ) -> torch.Tensor:
         return self.project(x - (self.alpha if alpha is None else alpha) * direction.sign(), x0)
 
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -123,12 +126,14 @@ class FeatureAlignment(Attack):
     """
 
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        f = self.nets[k].features(x)
-        distance = (f.float() - self.means[k][targets]).pow(2).sum(1)
+        f = self.nets[k].features(x)  # type: ignore[operator]  # a models.Net
+        distance = (f.float() - cast(torch.Tensor, self.means)[k][targets]).pow(2).sum(1)
         if self.ce_weight <= 0:
-            return distance.sum()
-        ce = F.cross_entropy(self.nets[k].classifier(f).float(), targets, reduction="none")
-        return (distance.clamp_min(1e-12).log() + self.ce_weight * ce.clamp_min(1e-12).log()).sum()
+            total: torch.Tensor = distance.sum()
+            return total
+        ce = F.cross_entropy(self.nets[k].classifier(f).float(), targets, reduction="none")  # type: ignore[operator]
+        mixed: torch.Tensor = (distance.clamp_min(1e-12).log() + self.ce_weight * ce.clamp_min(1e-12).log()).sum()
+        return mixed
 
 
 class EnsembleDescent(Attack):

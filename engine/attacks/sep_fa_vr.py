@@ -9,13 +9,15 @@ Fixed fault of the reference scripts: the inner loop there used the class means 
 checkpoint for every member; here member j is always paired with its own means μ_j.
 """
 
+from typing import Any
+
 import torch
 
 from engine.attacks.base import FeatureAlignment
 
 
 class SEPFAVR(FeatureAlignment):
-    def __init__(self, *args, inner_steps: int, **kwargs) -> None:
+    def __init__(self, *args: Any, inner_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inner_steps = inner_steps
 

@@ -32,6 +32,8 @@ print("TORCH:", loaded)
 
 def test_api_never_imports_torch(tmp_path: Path) -> None:
     env = {"SEPGUARD_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "TORCH: []" in result.stdout, result.stdout

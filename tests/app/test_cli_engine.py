@@ -14,7 +14,9 @@ TINY = ["--preset", "fast", "--epochs", "1", "--steps", "1", "--checkpoints", "2
 
 
 def sepguard(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def subset(src: Path, dst: Path, per_class: int, classes: tuple[str, ...] = ("cat", "dog", "ship")) -> Path:
@@ -42,8 +44,20 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
             original = np.asarray(Image.open(src.open(info.filename)), dtype=int)
             assert np.abs(protected - original).max() <= 8
     run = sepguard(
-        "evaluate", "--train", str(out), "--test", str(test), "--compare", str(train),
-        "--victims", "convnet-60ep", "--epochs", "1", "--json", str(tmp_path / "eval.json"), cwd=tmp_path,
+        "evaluate",
+        "--train",
+        str(out),
+        "--test",
+        str(test),
+        "--compare",
+        str(train),
+        "--victims",
+        "convnet-60ep",
+        "--epochs",
+        "1",
+        "--json",
+        str(tmp_path / "eval.json"),
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "eval.json").read_text())

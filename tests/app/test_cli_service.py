@@ -23,7 +23,12 @@ def cli_env(data_dir: Path) -> dict[str, str]:
 
 def sepguard(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=cli_env(data_dir), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -36,7 +41,12 @@ def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) ->
     assert re.fullmatch(r"[A-Za-z0-9_-]{40,}", token)
     combined = subprocess.run(
         f'"{sys.executable}" -m app.cli token create --name bob --admin 2>&1',
-        shell=True, cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120,
+        shell=True,
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert re.fullmatch(r"[A-Za-z0-9_-]{40,}", combined.stdout.strip().splitlines()[-1])
 
@@ -60,8 +70,12 @@ def test_db_upgrade_and_python_dash_m(tmp_path: Path) -> None:
     assert "up to date" in sepguard(tmp_path, "db", "upgrade").stdout
     assert (tmp_path / "sepguard.sqlite").is_file()
     other_cwd = subprocess.run(
-        [sys.executable, "-m", "app", "db", "upgrade"], cwd=tmp_path, env=cli_env(tmp_path) | {"PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "app", "db", "upgrade"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path) | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert other_cwd.returncode == 0, other_cwd.stderr
 
@@ -79,7 +93,11 @@ class Server:
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *args],
-            cwd=ROOT, env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=cli_env(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
 

@@ -16,8 +16,8 @@ from app import storage
 from app.core.db import session_scope
 from app.db_models import Job
 from engine.errors import LimitExceeded
-from tests.conftest import reload_settings
 from tests.app.helpers import assert_nothing_left, bearer, dataset_zip, job_count, png_bytes, zip_bytes
+from tests.conftest import reload_settings
 
 JOBS = "/api/v1/jobs"
 
@@ -58,7 +58,7 @@ def valid_entries() -> list[tuple[zipfile.ZipInfo | str, bytes]]:
 def limits(monkeypatch: pytest.MonkeyPatch, data_dir: Path):
     """Set service limits for one test."""
 
-    def apply(**values: int | float) -> None:
+    def apply(**values: float) -> None:
         for name, value in values.items():
             monkeypatch.setenv(f"SEPGUARD_{name.upper()}", str(value))
         reload_settings()

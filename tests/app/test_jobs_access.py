@@ -102,7 +102,9 @@ def test_job_view(client: TestClient, tokens: dict[str, str], alice_job: str) ->
     assert body["created_at"].endswith(("Z", "+00:00"))
 
 
-def test_download_streams_the_zip_with_range_support(client: TestClient, tokens: dict[str, str], alice_job: str) -> None:
+def test_download_streams_the_zip_with_range_support(
+    client: TestClient, tokens: dict[str, str], alice_job: str
+) -> None:
     expected = storage.protected_zip_path(alice_job).read_bytes()
     r = client.get(url(alice_job, "/download"), headers=bearer(tokens["alice"]))
     assert r.status_code == 200
@@ -133,7 +135,9 @@ def test_previews(client: TestClient, tokens: dict[str, str], alice_job: str) ->
     assert r.content == png_bytes()
 
 
-@pytest.mark.parametrize("name", ["..%2Fupload.zip", "..%2F..%2Fsepguard.sqlite", "previews.json", "x..png", "missing.png"])
+@pytest.mark.parametrize(
+    "name", ["..%2Fupload.zip", "..%2F..%2Fsepguard.sqlite", "previews.json", "x..png", "missing.png"]
+)
 def test_preview_names_cannot_escape(client: TestClient, tokens: dict[str, str], alice_job: str, name: str) -> None:
     r = client.get(url(alice_job, f"/preview/{name}"), headers=bearer(tokens["alice"]))
     assert r.status_code in (400, 404)

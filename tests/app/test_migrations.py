@@ -1,8 +1,8 @@
 """The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest

@@ -14,6 +14,7 @@ from schemathesis.checks import (
 from app.main import create_app
 from tests.app.helpers import bearer
 
+
 @pytest.fixture(autouse=True)
 def live_worker(data_dir) -> None:
     """A worker's presence beat, as a running service has (without one /healthz is rightly 503)."""

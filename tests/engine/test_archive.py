@@ -146,7 +146,9 @@ def test_zip_fifo_entry_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
 def test_tar_links_refused(tmp_path: Path, kind: bytes) -> None:
-    src = make_tar(tmp_path / "a.tgz", [(tar_file("cat/1.png"), b"a"), (tar_file("cat/l.png", kind, "cat/1.png"), None)])
+    src = make_tar(
+        tmp_path / "a.tgz", [(tar_file("cat/1.png"), b"a"), (tar_file("cat/l.png", kind, "cat/1.png"), None)]
+    )
     refuse(src, tmp_path / "out", "cat/l.png")
 
 

@@ -69,10 +69,12 @@ def test_a_different_seed_gives_a_different_delta(ensemble, sample_set) -> None:
 def test_shards_give_the_same_delta_as_one_pass(method, ensemble, sample_set) -> None:
     images, labels = sample_set[0][:64], sample_set[1][:64]
     whole = run(method, ensemble, images, labels, augment=True)
-    parts = torch.cat([
-        run(method, ensemble, images[:32], labels[:32], start=0, augment=True),
-        run(method, ensemble, images[32:], labels[32:], start=32, augment=True),
-    ])
+    parts = torch.cat(
+        [
+            run(method, ensemble, images[:32], labels[:32], start=0, augment=True),
+            run(method, ensemble, images[32:], labels[32:], start=32, augment=True),
+        ]
+    )
     assert torch.equal(whole, parts)
 
 
@@ -188,9 +190,7 @@ def test_balance_makes_a_members_gradient_scale_irrelevant(ensemble, sample_set,
     plain_ensemble = (nets, class_means(nets, images, labels, 10, CPU))
     balanced = run(method, plain_ensemble, images, labels, balance=True)
     assert torch.equal(balanced, run(method, louder_ensemble, images, labels, balance=True))
-    assert not torch.equal(
-        run(method, plain_ensemble, images, labels), run(method, louder_ensemble, images, labels)
-    )
+    assert not torch.equal(run(method, plain_ensemble, images, labels), run(method, louder_ensemble, images, labels))
     assert balanced.float().abs().max().item() <= EPS / 255 + 1e-3
 
 
@@ -243,4 +243,6 @@ def test_class_patterns_are_luma_blocks_one_per_class() -> None:
     assert p.shape == (10, 1, 32, 32) and torch.allclose(p.abs(), torch.full_like(p, 4 / 255))
     assert torch.equal(p[:, :, :4, :4], p[:, :, :1, :1].expand(-1, -1, 4, 4))  # 4-pixel blocks at R = 32
     assert len({tuple(q.flatten().sign().tolist()) for q in p}) == 10
-    assert torch.equal(p, class_patterns(10, 32, 4.0, seed=0)) and not torch.equal(p, class_patterns(10, 32, 4.0, seed=1))
+    assert torch.equal(p, class_patterns(10, 32, 4.0, seed=0)) and not torch.equal(
+        p, class_patterns(10, 32, 4.0, seed=1)
+    )

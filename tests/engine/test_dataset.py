@@ -85,7 +85,9 @@ def test_working_set_resizes_any_size(tmp_path: Path) -> None:
     files["b/big.jpg"] = buffer.getvalue()
     index = open_dataset(make_zip(tmp_path / "d.zip", files), tmp_path / "work")
     seen: list[tuple[str, str]] = []
-    images, labels = load_working_set(index, 16, progress=lambda stage, done, total: seen.append((stage, f"{done}/{total}")))
+    images, labels = load_working_set(
+        index, 16, progress=lambda stage, done, total: seen.append((stage, f"{done}/{total}"))
+    )
     assert images.shape == (3, 3, 16, 16) and labels.tolist() == [0, 1, 1]
     expected = {"a/wide.png": [255, 0, 0], "b/big.jpg": [0, 255, 0], "b/tiny.png": [0, 0, 255]}
     for i, entry in enumerate(index.entries):
@@ -204,8 +206,7 @@ def test_no_torch_import() -> None:
     import subprocess
 
     code = (
-        "import sys, engine.dataset, engine.package, engine.previews, engine.metrics; "
-        "sys.exit('torch' in sys.modules)"
+        "import sys, engine.dataset, engine.package, engine.previews, engine.metrics; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
 

@@ -86,9 +86,8 @@ def test_override_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             assert dev.settings(CPU).autocast is None
         assert dev.memory_format(CPU) == torch.contiguous_format
     assert dev.settings(CPU) == dev.default_settings(CPU)
-    with pytest.raises(TypeError):
-        with dev.override(bogus=True):
-            pass
+    with pytest.raises(TypeError), dev.override(bogus=True):
+        pass
     monkeypatch.setenv("SEPGUARD_AUTOCAST", "off")
     monkeypatch.setenv("SEPGUARD_CHANNELS_LAST", "0")
     monkeypatch.setenv("SEPGUARD_FOLD_BN", "0")
@@ -131,12 +130,10 @@ def test_defaults_follow_the_hardware() -> None:
 def test_autocast_and_to_float() -> None:
     lin = nn.Linear(4, 2)
     x = torch.rand(3, 4)
-    with dev.override(autocast=None):
-        with dev.autocast(CPU):
-            assert lin(x).dtype == torch.float32
-    with dev.override(autocast=torch.bfloat16):
-        with dev.autocast(CPU):
-            assert lin(x).dtype == torch.bfloat16
+    with dev.override(autocast=None), dev.autocast(CPU):
+        assert lin(x).dtype == torch.float32
+    with dev.override(autocast=torch.bfloat16), dev.autocast(CPU):
+        assert lin(x).dtype == torch.bfloat16
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     with dev.override(channels_last=True):
         f = dev.to_float(images, CPU)

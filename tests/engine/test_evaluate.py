@@ -36,7 +36,9 @@ def test_jpeg_defence_removes_small_noise(sample_set) -> None:
     recompressed = jpeg(noisy, 10)
     assert recompressed.shape == noisy.shape
     # JPEG-10 throws away the high-frequency noise: the result is closer to JPEG of the clean image
-    assert (recompressed.float() - jpeg(images[:8], 10).float()).abs().mean() < (noisy.float() - images[:8].float()).abs().mean()
+    assert (recompressed.float() - jpeg(images[:8], 10).float()).abs().mean() < (
+        noisy.float() - images[:8].float()
+    ).abs().mean()
 
 
 def test_defences_apply_to_train_and_only_grayscale_to_test(sample_set) -> None:
@@ -54,8 +56,12 @@ def test_victims_learn_clean_data_and_fail_on_label_noise(sample_set) -> None:
     shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
     settings = EvalSettings(victims="convnet-60ep", epochs=8, batch_size=16)
     result = compare_victims(
-        clean=(images, labels), protected=(images, shuffled), test=(images, labels),
-        num_classes=10, settings=settings, device=torch.device("cpu"),
+        clean=(images, labels),
+        protected=(images, shuffled),
+        test=(images, labels),
+        num_classes=10,
+        settings=settings,
+        device=torch.device("cpu"),
     )
     row = result["victims"][0]
     assert {"victim", "arch", "defense", "seed", "clean_acc", "protected_acc", "clean_best_acc"} <= set(row)

@@ -35,7 +35,9 @@ def test_surrogate_keeps_k_distinct_checkpoints_that_rebuild_alone(sample_set) -
     x = images[:8].float() / 255
     outs = [n(x) for n in nets]
     assert not torch.allclose(outs[0], outs[-1])  # checkpoints from different points of the run
-    assert run.history[-1]["loss"] < run.history[0]["loss"] or run.history[-1]["train_acc"] >= run.history[0]["train_acc"]
+    assert (
+        run.history[-1]["loss"] < run.history[0]["loss"] or run.history[-1]["train_acc"] >= run.history[0]["train_acc"]
+    )
 
 
 def test_surrogate_training_is_repeatable_with_a_seed(sample_set) -> None:
@@ -44,4 +46,3 @@ def test_surrogate_training_is_repeatable_with_a_seed(sample_set) -> None:
     a = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     b = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-

@@ -128,7 +128,9 @@ class Stack:
 
     def submit(self, dataset: Path, **form: str) -> str:
         with dataset.open("rb") as f:
-            r = self.request("POST", "/jobs", data={**FORM, **form}, files={"dataset": (dataset.name, f, "application/zip")})
+            r = self.request(
+                "POST", "/jobs", data={**FORM, **form}, files={"dataset": (dataset.name, f, "application/zip")}
+            )
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         self.small_craft_batches(job_id)

@@ -63,8 +63,10 @@ def test_killed_worker_resumes_without_redoing_finished_shards(production: Stack
 
     production.wait(
         job_id,
-        lambda j: sum(st == "done" for st, _ in shards(production, job_id).values()) >= 1
-        and any(st != "done" for st, _ in shards(production, job_id).values()),
+        lambda j: (
+            sum(st == "done" for st, _ in shards(production, job_id).values()) >= 1
+            and any(st != "done" for st, _ in shards(production, job_id).values())
+        ),
     )
     production.kill(worker)  # the whole worker dies mid-craft, nothing acknowledged
     before = {i: at for i, (st, at) in shards(production, job_id).items() if st == "done"}

@@ -48,7 +48,7 @@ def peak_traced(func, *args) -> tuple[BaseException | None, int]:
     try:
         func(*args)
         raised = None
-    except Exception as exc:  # noqa: BLE001 - the caller checks it
+    except Exception as exc:
         raised = exc
     finally:
         _, peak = tracemalloc.get_traced_memory()
@@ -70,7 +70,9 @@ def test_tar_header_bomb_is_refused_in_flat_memory(tmp_path: Path, kind: bytes) 
     assert not (tmp_path / "out").exists()
 
 
-def test_tar_header_bomb_through_the_api(client: TestClient, tokens: dict[str, str], data_dir: Path, tmp_path: Path) -> None:
+def test_tar_header_bomb_through_the_api(
+    client: TestClient, tokens: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
     bomb = tar_with_big_header(tmp_path / "bomb.tar.gz", tarfile.GNUTYPE_LONGNAME, 64 * MiB).read_bytes()
     tracemalloc.start()
     try:
@@ -110,7 +112,9 @@ def test_hidden_tar_member_counts_against_the_ratio(tmp_path: Path) -> None:
         extract_archive(archive, tmp_path / "out", Limits())
 
 
-def test_hidden_tar_member_through_the_api(client: TestClient, tokens: dict[str, str], data_dir: Path, tmp_path: Path) -> None:
+def test_hidden_tar_member_through_the_api(
+    client: TestClient, tokens: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
     archive = tar_with_entries(tmp_path / "hidden.tar.gz", hidden_bytes=128 * MiB).read_bytes()
     refused(post(client, tokens["alice"], archive, "hidden.tar.gz"), 413, "compression ratio")
     assert_nothing_left(data_dir)
@@ -213,9 +217,8 @@ def test_extraction_stops_at_the_free_space_reserve(tmp_path: Path) -> None:
 
 
 def test_a_real_full_disk_becomes_out_of_disk_space() -> None:
-    with pytest.raises(OutOfDiskSpace) as info:
-        with disk_full_as_error(), open("/dev/full", "wb", buffering=0) as full:
-            full.write(b"x" * 4096)
+    with pytest.raises(OutOfDiskSpace) as info, disk_full_as_error(), open("/dev/full", "wb", buffering=0) as full:
+        full.write(b"x" * 4096)
     assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == errno.ENOSPC
     assert not isinstance(info.value, DatasetError)  # a server problem, not the user's dataset
 
@@ -228,9 +231,8 @@ def test_a_full_disk_in_the_worker_fails_the_job_in_words() -> None:
     with pytest.raises(RuntimeError) as torch_error:  # what torch.save says when the disk is full
         torch.save({"weights": torch.zeros(100_000)}, "/dev/full")
     assert error_message(torch_error.value) == "the server is out of disk space"
-    with pytest.raises(OSError) as os_error:
-        with open("/dev/full", "wb", buffering=0) as full:
-            full.write(b"x" * 4096)
+    with pytest.raises(OSError) as os_error, open("/dev/full", "wb", buffering=0) as full:
+        full.write(b"x" * 4096)
     assert error_message(os_error.value) == "the server is out of disk space"
     assert error_message(OutOfDiskSpace()) == "the server is out of disk space"
     assert error_message(ValueError("boom")) == "ValueError: boom"

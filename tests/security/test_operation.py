@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # 12. A dead worker ---------------------------------------------------------------------------------
 
 
-def test_healthz_is_503_with_no_live_worker(client: TestClient, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_healthz_is_503_with_no_live_worker(
+    client: TestClient, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from worker.presence import beat, presence_file
 
     r = client.get("/healthz")
@@ -51,7 +53,11 @@ def test_serve_restarts_a_killed_worker(tmp_path: Path) -> None:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:

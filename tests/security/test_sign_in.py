@@ -32,7 +32,10 @@ def browser_client(data_dir: Path) -> Iterator[TestClient]:
 
 def sign_in(client: TestClient, token: str) -> str:
     """Sign in with a pasted token; returns the page's CSRF token."""
-    assert client.post("/login", data={"token": token}, headers={"Origin": ORIGIN}, follow_redirects=False).status_code == 303
+    assert (
+        client.post("/login", data={"token": token}, headers={"Origin": ORIGIN}, follow_redirects=False).status_code
+        == 303
+    )
     return re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
 
 
@@ -68,7 +71,9 @@ def test_cookie_upload_without_same_origin_proof_is_403(
     assert job_count() == 0
 
 
-def test_a_stolen_csrf_token_is_still_refused_from_another_origin(browser_client: TestClient, tokens: dict[str, str]) -> None:
+def test_a_stolen_csrf_token_is_still_refused_from_another_origin(
+    browser_client: TestClient, tokens: dict[str, str]
+) -> None:
     csrf = sign_in(browser_client, tokens["alice"])
     r = upload(browser_client, {"X-CSRF-Token": csrf, "Origin": "https://evil.example"})
     assert r.status_code == 403
@@ -110,7 +115,12 @@ def test_bearer_requests_are_unaffected(browser_client: TestClient, tokens: dict
 def test_sign_out_is_a_post_with_proof(browser_client: TestClient, tokens: dict[str, str]) -> None:
     csrf = sign_in(browser_client, tokens["alice"])
     assert browser_client.get("/logout").status_code == 405
-    assert browser_client.post("/logout", headers={"Origin": "https://evil.example"}, data={"csrf_token": csrf}).status_code == 403
+    assert (
+        browser_client.post(
+            "/logout", headers={"Origin": "https://evil.example"}, data={"csrf_token": csrf}
+        ).status_code
+        == 403
+    )
     assert browser_client.get("/", follow_redirects=False).status_code == 200  # still signed in
     assert browser_client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
     assert browser_client.get("/", follow_redirects=False).status_code == 303
@@ -152,7 +162,10 @@ def test_an_expired_or_cross_site_code_is_refused(browser_client: TestClient, to
     expired = login_code("alice", timedelta(seconds=-1))
     assert browser_client.post("/login/code", data={"code": expired}).status_code == 401
     fresh = login_code("alice")
-    assert browser_client.post("/login/code", data={"code": fresh}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert (
+        browser_client.post("/login/code", data={"code": fresh}, headers={"Sec-Fetch-Site": "cross-site"}).status_code
+        == 403
+    )
     assert browser_client.post("/login/code", data={"code": fresh}).status_code == 200  # not used up by the refusal
 
 
@@ -166,9 +179,7 @@ def test_revoking_the_token_ends_its_sessions(browser_client: TestClient, tokens
     assert browser_client.get(JOBS).status_code == 401
 
 
-def test_an_expired_session_is_refused(
-    data_dir: Path, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_expired_session_is_refused(data_dir: Path, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from app.core.config import get_settings
     from app.main import create_app
 
@@ -224,7 +235,8 @@ def send_head_of_upload(address: tuple[str, int], headers: str, declared: int = 
 
 
 @pytest.mark.parametrize(
-    "headers", ["", "Authorization: Bearer not-a-token\r\n", "Cookie: sepguard_session=forged\r\n"],
+    "headers",
+    ["", "Authorization: Bearer not-a-token\r\n", "Cookie: sepguard_session=forged\r\n"],
     ids=["no-credentials", "bad-token", "bad-cookie"],
 )
 def test_unauthenticated_upload_is_refused_before_its_body(live_api: tuple[str, int], headers: str) -> None:

@@ -73,7 +73,11 @@ def test_a_small_image_that_decodes_huge_costs_the_api_no_decode(tmp_path: Path)
         zf.writestr("dog/huge.png", big.getvalue())
     out = subprocess.run(
         [sys.executable, "-c", PEAK_SCRIPT, str(upload)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

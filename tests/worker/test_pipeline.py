@@ -25,9 +25,7 @@ def test_submit_queues_the_first_stage(make_job: Callable[..., str], queued: Cal
     assert [(name, args) for _, name, args in queued()] == [("sepguard.ingest", [job_id])]
 
 
-def test_submit_without_a_broker_raises(
-    make_job: Callable[..., str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_submit_without_a_broker_raises(make_job: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = make_job()
     monkeypatch.setenv("SEPGUARD_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     monkeypatch.setenv("SEPGUARD_BROKER_CHECK_TIMEOUT", "0.5")
@@ -57,9 +55,7 @@ def test_cancel_a_running_job_asks_its_tasks(make_job: Callable[..., str]) -> No
     assert (job_dir(job_id) / "working.npz").exists()  # the running task removes it when it stops
 
 
-def test_dispatch_sends_only_unfinished_shards(
-    make_job: Callable[..., str], queued: Callable[[], list[Any]]
-) -> None:
+def test_dispatch_sends_only_unfinished_shards(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:
     job_id = make_job()
     state.start_job(job_id)
     state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])

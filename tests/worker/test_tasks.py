@@ -61,7 +61,9 @@ def test_pipeline_runs_every_stage_once_and_shards_fan_in(
     assert job.dataset_summary["num_images"] == 40
     with session_scope() as s:
         stages = {r.name: r.status for r in s.query(JobStage).filter_by(job_id=job_id)}
-        shards = [(r.start, r.stop, r.status) for r in s.query(JobShard).filter_by(job_id=job_id).order_by(JobShard.index)]
+        shards = [
+            (r.start, r.stop, r.status) for r in s.query(JobShard).filter_by(job_id=job_id).order_by(JobShard.index)
+        ]
     assert stages == dict.fromkeys(["ingest", "train", "means", "craft", "package"], "done")
     assert shards == [(0, 16, "done"), (16, 32, "done"), (32, 40, "done")]
     report = check_protected_zip(job_dir(job_id) / "upload.zip", job_dir(job_id) / "protected.zip", job.params["eps"])
@@ -82,7 +84,9 @@ def test_a_bad_dataset_fails_the_job_with_the_file_named(
     assert queued() == []
 
 
-def test_an_exception_fails_the_job_with_its_text(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:
+def test_an_exception_fails_the_job_with_its_text(
+    make_job: Callable[..., str], queued: Callable[[], list[Any]]
+) -> None:
     job_id = make_job()
 
     def work(ctx: StageContext) -> None:

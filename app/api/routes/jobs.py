@@ -13,8 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from app import crud, storage
-from app.api.deps import CurrentOwner, SessionDep, SettingsDep
-from app.api.deps import AuthFirstRoute
+from app.api.deps import AuthFirstRoute, CurrentOwner, SessionDep, SettingsDep
 from app.db_models import Job, Owner, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace

@@ -38,7 +38,11 @@ class LiveServer:
         """A new token from `sepguard token create` against the server's data folder (its last output line)."""
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", "token", "create", "--name", name],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout.strip().splitlines()[-1].strip()
 
@@ -46,7 +50,11 @@ class LiveServer:
         """A one-time sign-in link from `sepguard token login-link`."""
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", "token", "login-link", "--name", name, "--url", self.base_url],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout.strip().splitlines()[-1].strip()
 
@@ -83,12 +91,20 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     data_dir = tmp_path_factory.mktemp("sepguard-web") / "data"
     log = data_dir.parent / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEPGUARD_")}
-    env |= {"SEPGUARD_DATA_DIR": str(data_dir), "SEPGUARD_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "PYTHONUNBUFFERED": "1"}
+    env |= {
+        "SEPGUARD_DATA_DIR": str(data_dir),
+        "SEPGUARD_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "PYTHONUNBUFFERED": "1",
+    }
     port = free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + START_SECONDS

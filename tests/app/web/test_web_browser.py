@@ -174,7 +174,10 @@ def test_non_archive_and_broken_zip_are_refused_in_words(owner: Any, live_server
     request = urllib.request.Request(
         live_server.base_url + "/api/v1/jobs",
         data=multipart({"preset": "fast"}, "dataset", "broken.zip", broken.read_bytes()),
-        headers={"Authorization": f"Bearer {live_server.token}", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        headers={
+            "Authorization": f"Bearer {live_server.token}",
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+        },
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as failure:
@@ -189,7 +192,9 @@ def test_non_archive_and_broken_zip_are_refused_in_words(owner: Any, live_server
 def test_progress_bar_advances_until_the_job_succeeds(job_run: dict[str, Any], live_server: Any) -> None:
     state = job_run["state"]
     page = job_run["page"]
-    assert state["status"] == "succeeded", page.locator("#job-error").inner_text() + "\n" + live_server.log_text()[-3000:]
+    assert state["status"] == "succeeded", (
+        page.locator("#job-error").inner_text() + "\n" + live_server.log_text()[-3000:]
+    )
     values = [s["progress"] for s in job_run["seen"] if s["status"] in ("queued", "running")]
     values.append(state["progress"])
     assert len(set(values)) >= 2, job_run["seen"]
@@ -333,7 +338,9 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, content: b
     ]
     parts.append(
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
     )
     parts.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(parts)

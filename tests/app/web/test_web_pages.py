@@ -128,8 +128,18 @@ def test_upload_form_offers_presets_and_advanced_settings(client: TestClient, to
     for name in ("fast", "balanced", "paper"):
         assert f'name="preset" value="{name}"' in html
     advanced = html[html.index('<details class="advanced">') : html.index("</details>")]
-    for field in ("method", "eps", "steps", "checkpoints", "inner_steps", "epochs", "resolution", "seed",
-                  "output_format", "jpeg_quality"):
+    for field in (
+        "method",
+        "eps",
+        "steps",
+        "checkpoints",
+        "inner_steps",
+        "epochs",
+        "resolution",
+        "seed",
+        "output_format",
+        "jpeg_quality",
+    ):
         assert f'id="{field}"' in advanced and f'for="{field}"' in advanced
     assert re.search(r'<label class="check">\s*<input type="checkbox" name="skip_invalid"', advanced)
     assert 'id="measure"' in html
@@ -179,14 +189,21 @@ def test_pages_load_nothing_from_outside(client: TestClient, tokens: dict[str, s
         assert "<script>" not in html  # no inline scripts: the content security policy forbids them
     for path in STATIC.iterdir():
         text = path.read_text(encoding="utf-8")
-        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text.replace("http://www.w3.org/2000/svg", "")), path
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text.replace("http://www.w3.org/2000/svg", "")), (
+            path
+        )
     r = client.get("/")
     assert "default-src 'self'" in r.headers["content-security-policy"]
 
 
 def test_static_files(client: TestClient) -> None:
-    for name, kind in (("style.css", "text/css"), ("common.js", "text/javascript"), ("index.js", "text/javascript"),
-                       ("job.js", "text/javascript"), ("favicon.svg", "image/svg+xml")):
+    for name, kind in (
+        ("style.css", "text/css"),
+        ("common.js", "text/javascript"),
+        ("index.js", "text/javascript"),
+        ("job.js", "text/javascript"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
         r = client.get(f"/static/{name}")
         assert r.status_code == 200, name
         assert r.headers["content-type"].startswith(kind)

@@ -43,7 +43,9 @@ attack();
 
 
 def api(live_server: Any, path: str, token: str, method: str = "GET") -> tuple[int, Any]:
-    request = urllib.request.Request(live_server.base_url + path, method=method, headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        live_server.base_url + path, method=method, headers={"Authorization": f"Bearer {token}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             body = r.read()
@@ -66,7 +68,9 @@ def insert_jobs(live_server: Any, token: str) -> tuple[str, str]:
         "    s.flush()\n"
         "    print(jobs[0].id, jobs[1].id)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, token], cwd=ROOT, env=live_server.env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, token], cwd=ROOT, env=live_server.env, capture_output=True, text=True, check=True
+    )
     queued, failed = out.stdout.split()
     return queued, failed
 
@@ -81,7 +85,9 @@ def attacker_site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server.shutdown()
 
 
-def test_a_page_on_another_port_cannot_upload_cancel_or_delete(browser: Any, live_server: Any, attacker_site: tuple[Path, str]) -> None:
+def test_a_page_on_another_port_cannot_upload_cancel_or_delete(
+    browser: Any, live_server: Any, attacker_site: tuple[Path, str]
+) -> None:
     token = live_server.create_token("victim")
     queued, failed = insert_jobs(live_server, token)
     context = browser.new_context()
@@ -92,7 +98,9 @@ def test_a_page_on_another_port_cannot_upload_cancel_or_delete(browser: Any, liv
 
     folder, origin = attacker_site
     values = {
-        "target": json.dumps(live_server.base_url), "queued": json.dumps(queued), "finished": json.dumps(failed),
+        "target": json.dumps(live_server.base_url),
+        "queued": json.dumps(queued),
+        "finished": json.dumps(failed),
         "zip": json.dumps(base64.b64encode(dataset_zip()).decode()),
         "form_action": f"{live_server.base_url}/api/v1/jobs/{queued}/cancel",
     }
@@ -192,6 +200,6 @@ def test_api_docs_load_nothing_from_outside_under_the_pages_csp(browser: Any, li
     assert "script-src 'self'" in response.headers["content-security-policy"]
     page.get_by_text("POST", exact=True).first.wait_for(timeout=30_000)  # Swagger UI rendered the operations
     assert page.get_by_text("/api/v1/jobs", exact=True).first.is_visible()
-    assert all(url.startswith(live_server.base_url) or url.startswith("data:") for url in requested), requested
+    assert all(url.startswith((live_server.base_url, "data:")) for url in requested), requested
     assert not [p for p in problems if "Content Security Policy" in p], problems
     context.close()
