@@ -8,11 +8,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Meta
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
-STAGES = ("ingest", "train", "means", "craft", "package", "evaluate")
-STAGE_STATUSES = ("pending", "running", "done", "failed")
-SHARD_STATUSES = ("pending", "running", "done")
 
 
 def utcnow() -> datetime:
@@ -130,6 +126,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    # status: queued | running | succeeded | failed | cancelled; stage: ingest | train | means | craft | package | evaluate
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     stage: Mapped[str | None] = mapped_column(String(16), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -168,7 +165,7 @@ class JobStage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | done | failed
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -188,7 +185,7 @@ class JobShard(Base):
     index: Mapped[int] = mapped_column(Integer)
     start: Mapped[int] = mapped_column(Integer)
     stop: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | done
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # claims that did not finish
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

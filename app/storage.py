@@ -50,24 +50,9 @@ def upload_path(job_id: str, filename: str | None = None) -> Path:
     return job_dir(job_id) / upload_name(filename)
 
 
-def dataset_dir(job_id: str) -> Path:
-    """The extracted dataset of a job."""
-    return job_dir(job_id) / "dataset"
-
-
 def index_path(job_id: str) -> Path:
     """The saved dataset index of a job."""
     return job_dir(job_id) / "index.json"
-
-
-def checkpoints_path(job_id: str) -> Path:
-    """The surrogate checkpoints of a job."""
-    return job_dir(job_id) / "checkpoints.pt"
-
-
-def means_path(job_id: str) -> Path:
-    """The class means of a job."""
-    return job_dir(job_id) / "means.pt"
 
 
 def shards_dir(job_id: str) -> Path:
