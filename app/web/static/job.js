@@ -34,7 +34,7 @@
     return s.charAt(0).toUpperCase() + s.slice(1);
   }
 
-  function isAccuracyKey(key) { return /acc/i.test(key); }
+  function isAccuracyKey(key) { return /acc|chance/i.test(key); }
 
   function fmt(key, v) {
     if (v === null || v === undefined) return "—";
