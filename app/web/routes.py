@@ -9,6 +9,7 @@ log; the page posts it). Everything the pages load is served from ``app/web/stat
 
 import hashlib
 import importlib.util
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -377,22 +378,20 @@ def api_docs(request: Request) -> Response:
 @router.get("/docs/static/{name}")
 def api_docs_static(name: str) -> Response:
     """Swagger UI's script and stylesheet, from the installed package."""
-    if name not in SWAGGER_FILES:
-        return Response("not found", status_code=status.HTTP_404_NOT_FOUND, media_type="text/plain")
-    path = SWAGGER_DIR / name
-    return FileResponse(
-        path,
-        media_type=STATIC_TYPES[path.suffix],
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
+    return _static_file(SWAGGER_DIR, SWAGGER_FILES, name)
 
 
 @router.get("/static/{name}")
 def static(name: str) -> Response:
     """The page's own stylesheet, scripts and icon."""
-    if name not in STATIC_FILES:
+    return _static_file(STATIC_DIR, STATIC_FILES, name)
+
+
+def _static_file(folder: Path, allowed: Collection[str], name: str) -> Response:
+    """One of the ``allowed`` files of ``folder``, cached for a day; 404 for any other name."""
+    if name not in allowed:
         return Response("not found", status_code=status.HTTP_404_NOT_FOUND, media_type="text/plain")
-    path = STATIC_DIR / name
+    path = folder / name
     return FileResponse(
         path,
         media_type=STATIC_TYPES[path.suffix],

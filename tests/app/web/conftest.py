@@ -36,25 +36,16 @@ class LiveServer:
 
     def create_token(self, name: str) -> str:
         """A new token from `sepguard token create` against the server's data folder (its last output line)."""
-        out = subprocess.run(
-            [sys.executable, "-m", "app.cli", "token", "create", "--name", name],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip().splitlines()[-1].strip()
+        return self.cli_last_line("token", "create", "--name", name)
 
     def login_link(self, name: str) -> str:
         """A one-time sign-in link from `sepguard token login-link`."""
+        return self.cli_last_line("token", "login-link", "--name", name, "--url", self.base_url)
+
+    def cli_last_line(self, *args: str) -> str:
+        """The last output line of a `sepguard` command run against the server's data folder."""
         out = subprocess.run(
-            [sys.executable, "-m", "app.cli", "token", "login-link", "--name", name, "--url", self.base_url],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
+            [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
         )
         return out.stdout.strip().splitlines()[-1].strip()
 
