@@ -165,6 +165,7 @@ def summarise(name: str) -> str:
         data = json.loads(f.read_text())
         per_seed[data["seed"]] = data
     seeds = sorted(per_seed)
+    rows_by_label = {s: {r["row"]: r for r in per_seed[s]["rows"]} for s in seeds}
     table: dict[tuple[str, str, str], dict[int, list[dict]]] = {}
     for seed in seeds:
         for row in per_seed[seed]["rows"]:
@@ -191,9 +192,9 @@ def summarise(name: str) -> str:
         mean = statistics.mean(v["protected_acc"] for v in everything)
         best = statistics.mean(v["protected_best_acc"] for v in everything)
         spread = statistics.pstdev(seed_means.values()) if len(seed_means) > 1 else 0.0
-        row = next(r for r in per_seed[min(by_seed)]["rows"] if r["row"] == label)
-        secs = [per_seed[s]["rows"][[r["row"] for r in per_seed[s]["rows"]].index(label)].get("seconds", {}) for s in by_seed]
-        protect = [s["protect_total"] for s in secs if "protect_total" in s]
+        rows_of = [rows_by_label[s][label] for s in sorted(by_seed)]
+        row = rows_of[0]
+        protect = [r["seconds"]["protect_total"] for r in rows_of if "seconds" in r]
         summary.append({
             "row": label, "victims": vset, "defense": defense, "mean_acc": round(mean, 4), "best_acc": round(best, 4),
             "spread": round(spread, 4), "per_seed": {str(s): round(m, 4) for s, m in seed_means.items()},
