@@ -13,6 +13,8 @@ from engine.methods import METHODS as METHOD_TABLE
 
 METHODS = tuple(METHOD_TABLE)
 PRESETS = ("fast", "balanced", "paper")
+# The largest l-inf budget (1/255 units) anyone may ask for; the service's API and form read it here.
+MAX_EPS = 32
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ class ProtectConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if not 0 < self.eps <= 64:
-            raise ValueError(f"eps must be in (0, 64] (units of 1/255), got {self.eps}")
+        if not 0 < self.eps <= MAX_EPS:
+            raise ValueError(f"eps must be in (0, {MAX_EPS}] (units of 1/255), got {self.eps}")
         if self.output_format not in ("png", "keep"):
             raise ValueError(f"output_format must be 'png' or 'keep', got {self.output_format!r}")
         for name in ("steps", "checkpoints", "epochs", "batch_size", "resolution", "craft_batch", "shard_size"):
