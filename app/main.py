@@ -42,7 +42,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     """422 with a readable ``detail`` naming the fields, and the individual ``errors``."""
     assert isinstance(exc, RequestValidationError)
     errors = clean_errors(list(exc.errors()))
-    body = ValidationMessage(detail=describe_errors(errors), errors=errors)
+    body = ValidationMessage.model_validate({"detail": describe_errors(errors), "errors": errors})
     return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 

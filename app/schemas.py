@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from engine.config import METHODS, PRESETS, ProtectConfig, preset
+from app.payloads import DatasetSummary, Preview, ProtectionMeasurement, Stored
+from engine.config import MAX_EPS, METHODS, PRESETS, ProtectConfig, preset
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -31,7 +32,7 @@ class JobCreate(BaseModel):
 
     preset: Literal[PRESETS] = Field("balanced", description="Speed/strength preset.")  # type: ignore[valid-type]
     method: Literal[METHODS] | Unset = Field(None, description="Perturbation method (default sep-fa-vr).")  # type: ignore[valid-type]
-    eps: float = Field(8.0, gt=0, le=32, description="Perturbation budget in 1/255 units.")
+    eps: float = Field(8.0, gt=0, le=MAX_EPS, description="Perturbation budget in 1/255 units.")
     steps: Passes | Unset = Field(None, description="Outer crafting steps T.")
     checkpoints: Checkpoints | Unset = Field(None, description="Surrogate checkpoints K in the ensemble.")
     inner_steps: InnerSteps | Unset = Field(None, description="Variance-reduced inner steps M.")
@@ -82,8 +83,8 @@ class JobPublic(BaseModel):
     progress: float = Field(ge=0, le=1)
     eta_seconds: float | None = None
     params: dict[str, Any]
-    dataset_summary: dict[str, Any] | None = None
-    metrics: dict[str, Any] | None = None
+    dataset_summary: Stored[DatasetSummary] = None
+    metrics: Stored[ProtectionMeasurement] = Field(None, description="Present once the protection was measured.")
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -105,9 +106,9 @@ class JobList(BaseModel):
 
 
 class PreviewList(BaseModel):
-    """The previews of a job: ``items`` as the pipeline wrote them; ``urls`` serve each PNG."""
+    """The previews of a job: ``items`` as the pipeline wrote them; ``urls`` serve each PNG by file name."""
 
-    items: list[dict[str, Any]]
+    items: list[Preview]
     urls: dict[str, str]
 
 
@@ -133,8 +134,16 @@ class Message(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    """One problem of a request: the field (or "request"), what is wrong, and the kind of error."""
+
+    loc: list[str]
+    msg: str
+    type: str
+
+
 class ValidationMessage(BaseModel):
     """A 422: ``detail`` names the bad field(s); ``errors`` lists each problem."""
 
     detail: str
-    errors: list[dict[str, Any]] = []
+    errors: list[FieldError] = []

@@ -15,6 +15,19 @@ from app.core.security import authenticate
 from app.db_models import Job, JobShard, JobStage, utcnow
 from tests.app.helpers import bearer, job_count, png_bytes, zip_bytes
 
+PREVIEW = {
+    "index": 0,
+    "path": "cat/0.png",
+    "class": "cat",
+    "width": 8,
+    "height": 8,
+    "original": "0-before.png",
+    "protected": "0-after.png",
+    "delta": "0-delta.png",
+    "psnr": 41.2,
+    "ssim": 0.99,
+}
+
 
 def make_job(token: str, status: str = "succeeded", files: bool = True) -> str:
     """A job of ``token``'s owner, with the files a finished run leaves."""
@@ -39,7 +52,7 @@ def make_job(token: str, status: str = "succeeded", files: bool = True) -> str:
         storage.protected_zip_path(job_id).write_bytes(zip_bytes({"cat/0.png": png_bytes()}))
         storage.previews_dir(job_id).mkdir()
         storage.preview_path(job_id, "0-before.png").write_bytes(png_bytes())
-        storage.previews_index_path(job_id).write_text(json.dumps([{"path": "cat/0.png", "before": "0-before.png"}]))
+        storage.previews_index_path(job_id).write_text(json.dumps([PREVIEW]))
     return job_id
 
 
@@ -128,7 +141,7 @@ def test_download_before_success_is_409(client: TestClient, tokens: dict[str, st
 
 def test_previews(client: TestClient, tokens: dict[str, str], alice_job: str) -> None:
     body = client.get(url(alice_job, "/previews"), headers=bearer(tokens["alice"])).json()
-    assert body["items"] == [{"path": "cat/0.png", "before": "0-before.png"}]
+    assert body["items"] == [PREVIEW]
     assert body["urls"] == {"0-before.png": url(alice_job, "/preview/0-before.png")}
     r = client.get(body["urls"]["0-before.png"], headers=bearer(tokens["alice"]))
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

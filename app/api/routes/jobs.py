@@ -1,7 +1,6 @@
 """Jobs: upload a dataset to protect, follow the run, download the result."""
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from app import crud, storage
+from app.api import presenters
 from app.api.deps import AuthFirstRoute, CurrentOwner, SessionDep, SettingsDep
+from app.api.presenters import user_message
 from app.db_models import Job, Owner, new_job_id, utcnow
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
@@ -52,13 +53,7 @@ async def run_validation(workers: int, func: Callable[..., T], *args: Any) -> T:
 
 def job_public(job: Job) -> JobPublic:
     """The public view of a job, with links to its result and previews."""
-    out = JobPublic.model_validate(job)
-    base = f"/api/v1/jobs/{job.id}"
-    if job.status == "succeeded":
-        out.download_url = f"{base}/download"
-    if storage.previews_index_path(job.id).is_file():
-        out.preview_url = f"{base}/previews"
-    return out
+    return presenters.job_public(job, has_previews=storage.previews_index_path(job.id).is_file())
 
 
 def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
@@ -86,14 +81,6 @@ def check_active_jobs(session: SessionDep, owner: Owner, limit: int) -> None:
             f"you already have {limit} jobs queued or running (the limit per user); wait for one to finish "
             "or cancel one",
         )
-
-
-def user_message(exc: Exception, stored_name: str, filename: str | None) -> str:
-    """The engine's message, naming the file as the user called it."""
-    message = str(exc)
-    if filename and "/" not in filename and "\\" not in filename:
-        message = message.replace(stored_name, filename)
-    return message
 
 
 def submit(job_id: str) -> str:
@@ -190,7 +177,7 @@ async def create_job(
             raise HTTPException(code, message) from exc
         raise
     session.refresh(job)
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    response.headers["Location"] = presenters.job_url(job.id)
     return job_public(job)
 
 
@@ -238,19 +225,8 @@ def list_previews(session: SessionDep, owner: CurrentOwner, job_id: str) -> Prev
     """List the job's before/after/perturbation thumbnails (empty until they exist)."""
     job = owned_job(session, owner, job_id)
     index = storage.previews_index_path(job.id)
-    items: list[dict[str, Any]] = []
-    if index.is_file():
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = []
-        if isinstance(data, dict):
-            data = data.get("items", data.get("previews", [data]))
-        items = [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
     folder = storage.previews_dir(job.id)
-    names = sorted(p.name for p in folder.glob("*.png") if p.is_file()) if folder.is_dir() else []
-    urls = {name: f"/api/v1/jobs/{job.id}/preview/{name}" for name in names}
-    return PreviewList(items=items, urls=urls)
+    return presenters.preview_list(job.id, index, folder)
 
 
 @router.get(
