@@ -36,6 +36,7 @@ from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
 from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
+from engine.job_dir import JobDir
 from engine.victim_catalogue import HELD_OUT, TUNING
 
 # the paper's methods as published: none of this project's additions
@@ -89,7 +90,7 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
     device = pick_device()
     out: dict = {"args": recorded_args(args), "seed": seed, "overrides": overrides, "rows": []}
     with tempfile.TemporaryDirectory(prefix="sepguard-bench-") as tmp:
-        base = Path(tmp) / "base"
+        base = JobDir(Path(tmp) / "base")
         cfg0 = preset(args.preset, eps=args.eps, seed=seed, **overrides)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -102,12 +103,12 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
             stage(base, cfg0, device=device)
             timings[stage.__name__] = time.perf_counter() - t0
         out["shared_seconds"] = timings
-        out["surrogate_history"] = torch.load(base / stages.CHECKPOINTS, weights_only=True)["history"]
+        out["surrogate_history"] = torch.load(base.checkpoints, weights_only=True)["history"]
         out["speed_settings"] = str(speed_settings(device))
         test_index = open_dataset(args.data / "test.zip", Path(tmp) / "test")
         test = tuple(torch.from_numpy(a) for a in load_working_set(test_index, cfg0.resolution))
         images, labels = stages.load_working(base)
-        num_classes = len(stages.load_index(base).classes)
+        num_classes = len(base.load_index().classes)
         out["train_images"], out["test_images"] = len(images), len(test[0])
         victims = EvalSettings(victims=args.victims, epochs=args.victim_epochs, seeds=(seed,))
         defended = EvalSettings(
@@ -128,10 +129,10 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
             measure("clean (no protection)", (images, labels), {}, defend=True)
         for label, changes in rows.items():
             cfg = preset(args.preset, eps=args.eps, seed=seed, **{**overrides, **changes})
-            job = Path(tmp) / label.replace(" ", "-")
-            job.mkdir()
-            for f in (stages.INDEX, stages.WORKING, stages.CHECKPOINTS, stages.MEANS, "dataset"):
-                (job / f).symlink_to(base / f)
+            job = JobDir(Path(tmp) / label.replace(" ", "-"))
+            job.root.mkdir()
+            for f in (base.index, base.working, base.checkpoints, base.means, base.dataset):
+                (job.root / f.name).symlink_to(f)
             t0 = time.perf_counter()
             for lo, hi in stages.plan_shards(job, cfg):
                 stages.craft_shard(job, cfg, lo, hi, device=device)
@@ -235,13 +236,13 @@ def parse_field(preset_name: str, name: str, value: str) -> object:
     return kind(value)
 
 
-def trim_job(job: Path, limit: int) -> None:
+def trim_job(job: JobDir, limit: int) -> None:
     """Keep only the first ``limit`` images of an ingested job (quick experiments)."""
-    index = stages.load_index(job)
+    index = job.load_index()
     index.entries = index.entries[:limit]
-    stages.save_index(job, index)
+    job.save_index(index)
     images, labels = stages.load_working(job)
-    with open(job / stages.WORKING, "wb") as f:
+    with open(job.working, "wb") as f:
         np.savez(f, images=images[:limit].numpy(), labels=labels[:limit].numpy())
 
 

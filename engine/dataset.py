@@ -83,17 +83,6 @@ class DatasetIndex:
     def from_json(cls, text: str) -> DatasetIndex:
         return cls.from_dict(json.loads(text))
 
-    def save(self, path: Path) -> None:
-        """Write the index atomically (a reader never sees half a file)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> DatasetIndex:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
-
     def labels(self) -> np.ndarray:
         return np.array([e.label for e in self.entries], dtype=np.int64)
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +24,7 @@ from PIL import Image
 from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, ImageEntry
 from engine.images import LOSSY_FORMATS, OUTPUT_FORMATS, LoadedImage, load_image, save_image
+from engine.job_dir import atomic_path
 from engine.metrics import center_crop, psnr_from_mse, ssim
 from engine.progress import Progress, no_progress
 
@@ -190,52 +189,43 @@ def write_protected_zip(
         raise ValueError(f"targets must have {n} entries, got {len(targets)}")
     report_fn = progress or no_progress
     out_zip = Path(out_zip)
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
     outputs = plan_output_paths(entries, fmt_choice)
     manifest: list[dict[str, Any]] = []
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_zip.name}.", suffix=".part", dir=out_zip.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            report_fn("package", 0, n)
-            for i, (entry, out_path) in enumerate(zip(entries, outputs)):
-                original = load_image(index.root / entry.path, name=entry.path)
-                protected = apply_delta(original, delta[i], eps_value)
-                fmt = output_format_for(entry.format, fmt_choice)
-                buffer = io.BytesIO()
-                save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
-                data = buffer.getvalue()
-                # lossless output holds exactly the protected pixels; lossy output is re-read so
-                # the manifest measures what was really saved
-                saved_rgb = load_image(io.BytesIO(data), name=out_path).rgb if fmt in LOSSY_FORMATS else protected
-                compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
-                zf.writestr(out_path, data, compress_type=compress)
-                manifest.append(
-                    {
-                        "original_path": entry.path,
-                        "original_format": entry.format,
-                        "output_path": out_path,
-                        "output_format": fmt,
-                        "width": original.width,
-                        "height": original.height,
-                        **_measure(original, saved_rgb),
-                        "class": entry.class_name,
-                        "target_class": None if targets is None else index.classes[int(targets[i])],
-                    }
-                )
-                report_fn("package", i + 1, n)
-            full_report = dict(report or {})
-            full_report["warnings"] = list(full_report.get("warnings", [])) + _warnings(
-                manifest, fmt_choice, quality, eps_value
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        report_fn("package", 0, n)
+        for i, (entry, out_path) in enumerate(zip(entries, outputs)):
+            original = load_image(index.root / entry.path, name=entry.path)
+            protected = apply_delta(original, delta[i], eps_value)
+            fmt = output_format_for(entry.format, fmt_choice)
+            buffer = io.BytesIO()
+            save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
+            data = buffer.getvalue()
+            # lossless output holds exactly the protected pixels; lossy output is re-read so
+            # the manifest measures what was really saved
+            saved_rgb = load_image(io.BytesIO(data), name=out_path).rgb if fmt in LOSSY_FORMATS else protected
+            compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
+            zf.writestr(out_path, data, compress_type=compress)
+            manifest.append(
+                {
+                    "original_path": entry.path,
+                    "original_format": entry.format,
+                    "output_path": out_path,
+                    "output_format": fmt,
+                    "width": original.width,
+                    "height": original.height,
+                    **_measure(original, saved_rgb),
+                    "class": entry.class_name,
+                    "target_class": None if targets is None else index.classes[int(targets[i])],
+                }
             )
-            full_report["output"] = _output_summary(manifest, fmt_choice, quality, eps_value)
-            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
-            zf.writestr("report.json", json.dumps(full_report, indent=1))
-        os.replace(tmp, out_zip)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            report_fn("package", i + 1, n)
+        full_report = dict(report or {})
+        full_report["warnings"] = list(full_report.get("warnings", [])) + _warnings(
+            manifest, fmt_choice, quality, eps_value
+        )
+        full_report["output"] = _output_summary(manifest, fmt_choice, quality, eps_value)
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+        zf.writestr("report.json", json.dumps(full_report, indent=1))
     return manifest
 
 

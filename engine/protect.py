@@ -15,6 +15,7 @@ from engine import stages
 from engine.archive import Limits
 from engine.config import ProtectConfig
 from engine.device import pick_device
+from engine.job_dir import JobDir
 from engine.progress import Progress, no_progress
 
 
@@ -36,28 +37,28 @@ def protect(
     """
     device = device or pick_device()
     own_workdir = workdir is None
-    job_dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sepguard-"))
+    job = JobDir(Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sepguard-")))
     start = time.perf_counter()
     try:
-        stages.ingest(job_dir, cfg, source=Path(source), limits=limits, skip_invalid=skip_invalid, progress=progress)
-        stages.train(job_dir, cfg, progress, device)
-        stages.means(job_dir, cfg, progress, device)
-        shards = stages.plan_shards(job_dir, cfg)
+        stages.ingest(job, cfg, source=Path(source), limits=limits, skip_invalid=skip_invalid, progress=progress)
+        stages.train(job, cfg, progress, device)
+        stages.means(job, cfg, progress, device)
+        shards = stages.plan_shards(job, cfg)
         n = shards[-1][1]
         for lo, hi in shards:
 
             def shard_progress(stage: str, done: int, total: int, lo: int = lo) -> None:
                 progress("craft", lo + done, n)
 
-            stages.craft_shard(job_dir, cfg, lo, hi, shard_progress, device)
+            stages.craft_shard(job, cfg, lo, hi, shard_progress, device)
         if measure:
-            stages.evaluate(job_dir, cfg, progress, device)
+            stages.evaluate(job, cfg, progress, device)
         extra = {"device": str(device), "total_seconds_before_packaging": round(time.perf_counter() - start, 3)}
-        stages.package(job_dir, cfg, extra, progress)
+        stages.package(job, cfg, extra, progress)
         out_zip = Path(out_zip)
         out_zip.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(job_dir / stages.RESULT), out_zip)
-        return stages.build_report(job_dir, cfg, extra)
+        shutil.move(str(job.result), out_zip)
+        return stages.build_report(job, cfg, extra)
     finally:
         if own_workdir:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            shutil.rmtree(job.root, ignore_errors=True)

@@ -10,7 +10,6 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from worker import state
@@ -20,6 +19,7 @@ from worker.settings import get_worker_settings
 
 if TYPE_CHECKING:
     from engine.config import ProtectConfig
+    from engine.job_dir import JobDir
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class StageContext:
     """What an engine call needs: the job's folder, its config and a progress callback."""
 
     job_id: str
-    dir: Path
+    dir: "JobDir"
     cfg: "ProtectConfig"
     params: dict[str, Any]
     progress: StageProgress

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import json
 import os
 import stat
 import tarfile
@@ -76,8 +77,9 @@ def test_valid_upload_is_queued(client: TestClient, tokens: dict[str, str], data
     assert job["params"]["preset"] == "fast" and job["params"]["eps"] == 4.0 and job["params"]["seed"] == 3
     assert job["params"]["measure"] is True and job["params"]["method"] == "sep-fa-vr"
     assert job["dataset_summary"]["num_images"] == 6 and job["dataset_summary"]["num_classes"] == 2
-    assert storage.upload_path(job["id"]).is_file()
-    assert storage.index_path(job["id"]).is_file()
+    assert storage.job_dir(job["id"]).upload().is_file()
+    # the index names the dataset relative to the job folder: workers may mount the data elsewhere
+    assert json.loads(storage.job_dir(job["id"]).index.read_text())["root"] == "dataset"
     with session_scope() as session:
         row = session.get(Job, job["id"])
         assert row is not None and row.celery_task_id
@@ -95,8 +97,8 @@ def test_tar_gz_upload_is_accepted(client: TestClient, tokens: dict[str, str]) -
             tf.addfile(info, io.BytesIO(data))
     r = post(client, tokens["alice"], buf.getvalue(), filename="data.tar.gz")
     assert r.status_code == 202, r.text
-    assert storage.upload_path(r.json()["id"], "data.tar.gz").name == "upload.tar.gz"
-    assert storage.upload_path(r.json()["id"], "data.tar.gz").is_file()
+    assert storage.job_dir(r.json()["id"]).upload("data.tar.gz").name == "upload.tar.gz"
+    assert storage.job_dir(r.json()["id"]).upload("data.tar.gz").is_file()
 
 
 def test_shard_size_setting_reaches_the_params(client: TestClient, tokens: dict[str, str], limits) -> None:

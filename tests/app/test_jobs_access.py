@@ -44,15 +44,16 @@ def make_job(token: str, status: str = "succeeded", files: bool = True) -> str:
         session.flush()
         job_id = job.id
     if files:
-        storage.upload_path(job_id).parent.mkdir(parents=True)
-        storage.upload_path(job_id).write_bytes(b"upload")
-        storage.index_path(job_id).write_text("{}")
-        storage.shards_dir(job_id).mkdir()
-        storage.shard_path(job_id, 0).write_bytes(b"delta")
-        storage.protected_zip_path(job_id).write_bytes(zip_bytes({"cat/0.png": png_bytes()}))
-        storage.previews_dir(job_id).mkdir()
-        storage.preview_path(job_id, "0-before.png").write_bytes(png_bytes())
-        storage.previews_index_path(job_id).write_text(json.dumps([PREVIEW]))
+        folder = storage.job_dir(job_id)
+        folder.root.mkdir(parents=True)
+        folder.upload().write_bytes(b"upload")
+        folder.index.write_text("{}")
+        folder.shards.mkdir()
+        folder.shard(0, 6).write_bytes(b"delta")
+        folder.result.write_bytes(zip_bytes({"cat/0.png": png_bytes()}))
+        folder.previews.mkdir()
+        folder.preview("0-before.png").write_bytes(png_bytes())
+        folder.previews_index.write_text(json.dumps([PREVIEW]))
     return job_id
 
 
@@ -82,7 +83,7 @@ def test_another_owners_job_is_404(
     r = client.request(method, url(alice_job, tail), headers=bearer(tokens["bob"]))
     assert r.status_code == 404
     assert r.json() == {"detail": "job not found"}
-    assert storage.protected_zip_path(alice_job).is_file()
+    assert storage.job_dir(alice_job).result.is_file()
     assert client.get(url(alice_job), headers=bearer(tokens["alice"])).json()["status"] == "succeeded"
 
 
@@ -118,13 +119,13 @@ def test_job_view(client: TestClient, tokens: dict[str, str], alice_job: str) ->
 def test_download_streams_the_zip_with_range_support(
     client: TestClient, tokens: dict[str, str], alice_job: str
 ) -> None:
-    expected = storage.protected_zip_path(alice_job).read_bytes()
+    expected = storage.job_dir(alice_job).result.read_bytes()
     r = client.get(url(alice_job, "/download"), headers=bearer(tokens["alice"]))
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/zip"
     assert "attachment" in r.headers["content-disposition"]
     assert r.content == expected
-    assert zipfile.ZipFile(storage.protected_zip_path(alice_job)).namelist() == ["cat/0.png"]
+    assert zipfile.ZipFile(storage.job_dir(alice_job).result).namelist() == ["cat/0.png"]
     part = client.get(url(alice_job, "/download"), headers=bearer(tokens["alice"]) | {"Range": "bytes=0-9"})
     assert part.status_code == 206
     assert part.content == expected[:10]
@@ -184,9 +185,9 @@ def test_cancel_ends_a_waiting_job_and_removes_partial_files(
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.cancel_requested and job.status == "cancelled"
-    assert not storage.shards_dir(job_id).exists()
-    assert not storage.protected_zip_path(job_id).exists()
-    assert storage.upload_path(job_id).exists()
+    assert not storage.job_dir(job_id).shards.exists()
+    assert not storage.job_dir(job_id).result.exists()
+    assert storage.job_dir(job_id).upload().exists()
     again = client.post(url(job_id, "/cancel"), headers=bearer(tokens["alice"]))
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
 
@@ -211,7 +212,7 @@ def test_cancel_finished_job_is_409(client: TestClient, tokens: dict[str, str], 
 def test_delete_removes_rows_and_files(client: TestClient, tokens: dict[str, str], alice_job: str) -> None:
     r = client.delete(url(alice_job), headers=bearer(tokens["alice"]))
     assert r.status_code == 204 and r.content == b""
-    assert not storage.job_dir(alice_job).exists()
+    assert not storage.job_dir(alice_job).root.exists()
     assert job_count() == 0
     with session_scope() as session:
         assert session.query(JobStage).count() == 0 and session.query(JobShard).count() == 0
@@ -222,16 +223,16 @@ def test_delete_unfinished_job_is_409_until_cancelled(client: TestClient, tokens
     job_id = make_job(tokens["alice"], status="queued")
     r = client.delete(url(job_id), headers=bearer(tokens["alice"]))
     assert r.status_code == 409 and "cancel" in r.json()["detail"]
-    assert storage.job_dir(job_id).exists()
+    assert storage.job_dir(job_id).root.exists()
     assert client.post(url(job_id, "/cancel"), headers=bearer(tokens["alice"])).status_code == 200
     assert client.delete(url(job_id), headers=bearer(tokens["alice"])).status_code == 204
-    assert not storage.job_dir(job_id).exists()
+    assert not storage.job_dir(job_id).root.exists()
 
 
 def test_job_dir_rejects_bad_ids(data_dir: Path) -> None:
     with pytest.raises(ValueError):
         storage.job_dir("../x")
-    assert storage.job_dir("a" * 32) == data_dir.resolve() / "jobs" / ("a" * 32)
+    assert storage.job_dir("a" * 32).root == data_dir.resolve() / "jobs" / ("a" * 32)
 
 
 def test_huge_offset_is_refused_not_a_crash(client: TestClient, tokens: dict[str, str]) -> None:

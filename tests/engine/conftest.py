@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+from tests.engine.helpers import SAMPLES, write_small_zip
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +19,9 @@ def sample_set() -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_working_set(index, 32)
     keep = torch.cat([torch.nonzero(torch.from_numpy(labels) == c)[:8, 0] for c in range(10)])
     return torch.from_numpy(images)[keep], torch.from_numpy(labels)[keep]
+
+
+@pytest.fixture
+def small_zip(tmp_path: Path) -> Path:
+    """48 sample images: 16 from each of three classes."""
+    return write_small_zip(tmp_path / "small.zip")

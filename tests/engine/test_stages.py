@@ -1,7 +1,6 @@
 """The pipeline stages over a job folder: outputs, idempotence, shards, held-out split."""
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -10,31 +9,16 @@ import pytest
 
 from engine import stages
 from engine.config import preset
-
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-TINY = dict(width=8, epochs=1, checkpoints=2, steps=1, inner_steps=1, craft_batch=16, shard_size=32, batch_size=32)
-
-
-@pytest.fixture
-def small_zip(tmp_path: Path) -> Path:
-    """48 sample images: 16 from each of three classes."""
-    out = tmp_path / "small.zip"
-    counts: dict[str, int] = {}
-    with zipfile.ZipFile(SAMPLES / "cifar10-train.zip") as src, zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            cls = info.filename.split("/")[0]
-            if cls in ("cat", "dog", "ship") and counts.get(cls, 0) < 16:
-                counts[cls] = counts.get(cls, 0) + 1
-                dst.writestr(info.filename, src.read(info))
-    return out
+from engine.job_dir import JobDir
+from tests.engine.helpers import TINY
 
 
 def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, small_zip: Path) -> None:
-    job = tmp_path / "job"
+    job = JobDir(tmp_path / "job")
     cfg = preset("fast", **TINY)
     index = stages.ingest(job, cfg, source=small_zip)
     assert len(index.entries) == 48 and index.classes == ["cat", "dog", "ship"]
-    assert not Path(json.loads((job / stages.INDEX).read_text())["root"]).is_absolute()
+    assert json.loads(job.index.read_text())["root"] == "dataset"
     stages.train(job, cfg)
     stages.means(job, cfg)
     shards = stages.plan_shards(job, cfg)
@@ -43,7 +27,7 @@ def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, sm
         stages.load_delta(job, cfg)
     for lo, hi in shards:
         stages.craft_shard(job, cfg, lo, hi)
-    first = stages.shard_path(job, 0, 32)
+    first = job.shard(0, 32)
     mtime = first.stat().st_mtime_ns
     stages.craft_shard(job, cfg, 0, 32)  # redelivered: nothing is redone
     assert first.stat().st_mtime_ns == mtime
@@ -55,16 +39,7 @@ def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, sm
         assert len([n for n in z.namelist() if n.endswith(".png")]) == 48
     assert report["note"] == "x" and report["surrogate"]["checkpoints_used"][-1]["epoch"] == 1
     assert {"ingest", "train", "means", "craft"} <= set(report["timings_seconds"])
-    assert (job / "previews" / "previews.json").exists()
-
-
-def test_job_folder_can_move(tmp_path: Path, small_zip: Path) -> None:
-    """Shared storage mounted elsewhere: the index resolves inside the job folder."""
-    cfg = preset("fast", **TINY)
-    stages.ingest(tmp_path / "a", cfg, source=small_zip)
-    shutil.move(tmp_path / "a", tmp_path / "b")
-    index = stages.load_index(tmp_path / "b")
-    assert (index.root / index.entries[0].path).exists()
+    assert job.previews_index.exists()
 
 
 def test_holdout_split_is_stratified_and_repeatable() -> None:
@@ -86,7 +61,7 @@ def test_apply_delta_working_keeps_the_bound() -> None:
 
 
 def test_evaluate_stage_measures_victims_and_goes_into_the_report(tmp_path: Path, small_zip: Path) -> None:
-    job = tmp_path / "job"
+    job = JobDir(tmp_path / "job")
     cfg = preset("fast", **TINY, eval_epochs=1, eval_victims="convnet-60ep")
     stages.ingest(job, cfg, source=small_zip)
     stages.train(job, cfg)

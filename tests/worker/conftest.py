@@ -23,7 +23,7 @@ def make_job(data_dir: Path) -> Callable[..., str]:
 
     def make(n: int = 32, classes: int = 4, **overrides: Any) -> str:
         job_id = new_job_id()
-        write_sample_zip(job_dir(job_id) / "upload.zip", n, classes)
+        write_sample_zip(job_dir(job_id).upload(), n, classes)
         with session_scope() as s:
             owner = s.query(Owner).filter_by(name="tester").first()
             if owner is None:

@@ -36,10 +36,10 @@ def test_submit_without_a_broker_raises(make_job: Callable[..., str], monkeypatc
 
 def test_cancel_a_queued_job_ends_it_at_once(make_job: Callable[..., str], data_dir: Path) -> None:
     job_id = make_job()
-    (job_dir(job_id) / "checkpoints.pt").write_bytes(b"partial")
+    job_dir(job_id).checkpoints.write_bytes(b"partial")
     cancel_job(job_id)
     assert status(job_id) == "cancelled"
-    assert not (job_dir(job_id) / "checkpoints.pt").exists()
+    assert not job_dir(job_id).checkpoints.exists()
     cancel_job(job_id)  # again: nothing happens
     assert status(job_id) == "cancelled"
 
@@ -47,12 +47,12 @@ def test_cancel_a_queued_job_ends_it_at_once(make_job: Callable[..., str], data_
 def test_cancel_a_running_job_asks_its_tasks(make_job: Callable[..., str]) -> None:
     job_id = make_job()
     state.start_job(job_id)
-    (job_dir(job_id) / "working.npz").write_bytes(b"in use")
+    job_dir(job_id).working.write_bytes(b"in use")
     cancel_job(job_id)
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job.status == "running" and job.cancel_requested
-    assert (job_dir(job_id) / "working.npz").exists()  # the running task removes it when it stops
+    assert job_dir(job_id).working.exists()  # the running task removes it when it stops
 
 
 def test_dispatch_sends_only_unfinished_shards(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:

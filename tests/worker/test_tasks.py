@@ -35,7 +35,7 @@ def test_pipeline_runs_every_stage_once_and_shards_fan_in(
 
     ran = drain(2)  # ingest, train
     assert [(name, outcome) for name, _, outcome in ran] == [("sepguard.ingest", "done"), ("sepguard.train", "done")]
-    checkpoints = job_dir(job_id) / "checkpoints.pt"
+    checkpoints = job_dir(job_id).checkpoints
     mtime = checkpoints.stat().st_mtime_ns
     # A redelivered stage is skipped: no new work, no second "next stage".
     assert tasks.train_task.run(job_id) == "skipped"
@@ -66,7 +66,7 @@ def test_pipeline_runs_every_stage_once_and_shards_fan_in(
         ]
     assert stages == dict.fromkeys(["ingest", "train", "means", "craft", "package"], "done")
     assert shards == [(0, 16, "done"), (16, 32, "done"), (32, 40, "done")]
-    report = check_protected_zip(job_dir(job_id) / "upload.zip", job_dir(job_id) / "protected.zip", job.params["eps"])
+    report = check_protected_zip(job_dir(job_id).upload(), job_dir(job_id).result, job.params["eps"])
     assert report["job"]["id"] == job_id
     assert tasks.craft_shard_task.run(job_id, 1) == "stopped"  # late duplicates of a finished job do nothing
 
@@ -75,7 +75,7 @@ def test_a_bad_dataset_fails_the_job_with_the_file_named(
     make_job: Callable[..., str], drain: Drain, queued: Callable[[], list[Any]]
 ) -> None:
     job_id = make_job(n=8, classes=2)
-    with zipfile.ZipFile(job_dir(job_id) / "upload.zip", "a") as z:
+    with zipfile.ZipFile(job_dir(job_id).upload(), "a") as z:
         z.writestr("cat/broken.png", b"this is not an image")
     submit_job(job_id)
     assert drain() == [("sepguard.ingest", [job_id], "failed")]
@@ -116,7 +116,7 @@ def test_a_shard_that_keeps_killing_its_worker_fails_the_job(make_job: Callable[
 
 def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Callable[..., str]) -> None:
     job_id = make_job()
-    (job_dir(job_id) / "working.npz").write_bytes(b"partial")
+    job_dir(job_id).working.write_bytes(b"partial")
     calls = 0
 
     def work(ctx: StageContext) -> None:
@@ -132,8 +132,8 @@ def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Call
     assert runner.run_stage(job_id, "train", work) == "cancelled"
     job = job_row(job_id)
     assert job.status == "cancelled" and job.finished_at is not None
-    assert not (job_dir(job_id) / "working.npz").exists()
-    assert (job_dir(job_id) / "upload.zip").exists()
+    assert not job_dir(job_id).working.exists()
+    assert job_dir(job_id).upload().exists()
 
 
 def test_a_cancelled_job_runs_no_further_stage(make_job: Callable[..., str], drain: Drain) -> None:
@@ -143,7 +143,7 @@ def test_a_cancelled_job_runs_no_further_stage(make_job: Callable[..., str], dra
     assert state.request_cancel(job_id) == "requested"
     assert drain() == [("sepguard.train", [job_id], "cancelled")]
     assert job_row(job_id).status == "cancelled"
-    assert sorted(os.listdir(job_dir(job_id))) == ["index.json", "upload.zip"]
+    assert sorted(os.listdir(job_dir(job_id).root)) == ["index.json", "upload.zip"]
 
 
 def test_unrequested_evaluation_is_skipped(make_job: Callable[..., str]) -> None:
@@ -173,6 +173,6 @@ def test_measured_protection_is_stored_and_reported(make_job: Callable[..., str]
     job = job_row(job_id)
     assert job.status == "succeeded", job.error
     assert job.metrics
-    with zipfile.ZipFile(job_dir(job_id) / "protected.zip") as z:
+    with zipfile.ZipFile(job_dir(job_id).result) as z:
         report = json.loads(z.read("report.json"))
     assert report["evaluation"] == job.metrics

@@ -53,7 +53,7 @@ async def run_validation(workers: int, func: Callable[..., T], *args: Any) -> T:
 
 def job_public(job: Job) -> JobPublic:
     """The public view of a job, with links to its result and previews."""
-    return presenters.job_public(job, has_previews=storage.previews_index_path(job.id).is_file())
+    return presenters.job_public(job, has_previews=storage.job_dir(job.id).previews_index.is_file())
 
 
 def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
@@ -141,13 +141,14 @@ async def create_job(
     from engine.dataset import open_dataset
 
     job_id = new_job_id()
+    files = storage.job_dir(job_id)
     job: Job | None = None
     try:
-        upload = storage.upload_path(job_id, dataset.filename)
+        upload = files.upload(dataset.filename)
         await storage.save_upload(dataset, upload, settings.max_upload_bytes)
         check = partial(open_dataset, decode=False)  # headers only: the worker decodes
         index = await run_validation(
-            settings.validation_workers, check, upload, storage.job_dir(job_id), settings.limits(), form.skip_invalid
+            settings.validation_workers, check, upload, files.root, settings.limits(), form.skip_invalid
         )
         summary = index.summary()
         needed = memory_needed(params, summary)
@@ -156,7 +157,7 @@ async def create_job(
                 f"this job would need about {needed / GiB:.1f} GiB of worker memory, more than the "
                 f"{settings.worker_memory_bytes / GiB:.1f} GiB a worker has; lower the resolution or split the dataset"
             )
-        await run_validation(settings.validation_workers, index.save, storage.index_path(job_id))
+        await run_validation(settings.validation_workers, files.save_index, index)
         check_active_jobs(session, owner, settings.max_active_jobs)  # again: others may have been queued since
         job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=summary)
         session.add(job)
@@ -172,7 +173,7 @@ async def create_job(
             log.error("upload of job %s stopped: %s", job_id, exc.__cause__ or exc)
             raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, str(OutOfDiskSpace())) from exc
         if isinstance(exc, DatasetError):
-            message = user_message(exc, storage.upload_name(dataset.filename), dataset.filename)
+            message = user_message(exc, files.upload(dataset.filename).name, dataset.filename)
             code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, LimitExceeded) else status.HTTP_400_BAD_REQUEST
             raise HTTPException(code, message) from exc
         raise
@@ -214,7 +215,7 @@ def download(session: SessionDep, owner: CurrentOwner, job_id: str) -> FileRespo
     job = owned_job(session, owner, job_id)
     if job.status != "succeeded":
         raise HTTPException(status.HTTP_409_CONFLICT, f"job is {job.status}; the result exists once it succeeded")
-    path = storage.protected_zip_path(job.id)
+    path = storage.job_dir(job.id).result
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the result file is missing")
     return FileResponse(path, media_type="application/zip", filename=f"protected-{job.id}.zip")
@@ -224,8 +225,8 @@ def download(session: SessionDep, owner: CurrentOwner, job_id: str) -> FileRespo
 def list_previews(session: SessionDep, owner: CurrentOwner, job_id: str) -> PreviewList:
     """List the job's before/after/perturbation thumbnails (empty until they exist)."""
     job = owned_job(session, owner, job_id)
-    index = storage.previews_index_path(job.id)
-    folder = storage.previews_dir(job.id)
+    index = storage.job_dir(job.id).previews_index
+    folder = storage.job_dir(job.id).previews
     return presenters.preview_list(job.id, index, folder)
 
 
@@ -238,10 +239,10 @@ def get_preview(session: SessionDep, owner: CurrentOwner, job_id: str, name: str
     """Get one preview image (PNG)."""
     job = owned_job(session, owner, job_id)
     try:
-        path = storage.preview_path(job.id, name)
+        path = storage.job_dir(job.id).preview(name)
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    folder = storage.previews_dir(job.id).resolve()
+    folder = storage.job_dir(job.id).previews.resolve()
     if not path.is_file() or not path.resolve().is_relative_to(folder):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "preview not found")
     return FileResponse(path, media_type="image/png")
