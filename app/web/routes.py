@@ -5,6 +5,10 @@ with the session cookie that signing in sets, and send the session's CSRF token 
 of every page) with each change. Signing in takes an API token pasted into the form, or a
 one-time code from a sign-in link (``/login#code=...``: the fragment never reaches the server
 log; the page posts it). Everything the pages load is served from ``app/web/static/``.
+
+Words and numbers that change while a job runs (stage labels, time left, percentages, sizes) are
+written by the page's scripts alone (``static/common.js``): the server hands them the API's
+payloads and raw numbers, so that each has one source.
 """
 
 import hashlib
@@ -24,7 +28,7 @@ from app.api.deps import SessionDep, SettingsDep, csrf_ok, same_origin
 from app.core.config import Settings
 from app.core.security import create_session, find_session, redeem_login_code, revoke_session, token_row
 from app.db_models import ApiToken, Owner, WebSession
-from app.schemas import MAX_CHECKPOINTS, MAX_EPOCHS, MAX_INNER_STEPS, MAX_RESOLUTION, MAX_STEPS
+from app.schemas import JobCreate
 from engine.config import ProtectConfig
 from engine.methods import METHODS as METHOD_TABLE
 
@@ -90,46 +94,23 @@ METHODS = [
 ]
 
 NUMBER_FIELDS = [
-    {"name": "steps", "label": "Steps T", "min": 1, "max": MAX_STEPS, "hint": "Crafting steps per image."},
-    {
-        "name": "checkpoints",
-        "label": "Checkpoints K",
-        "min": 1,
-        "max": MAX_CHECKPOINTS,
-        "hint": "Surrogate checkpoints in the ensemble.",
-    },
-    {
-        "name": "inner_steps",
-        "label": "Inner steps M",
-        "min": 0,
-        "max": MAX_INNER_STEPS,
-        "hint": "Variance-reduction steps (SEP-FA-VR).",
-    },
-    {
-        "name": "epochs",
-        "label": "Surrogate epochs",
-        "min": 1,
-        "max": MAX_EPOCHS,
-        "hint": "Training epochs of the surrogate.",
-    },
-    {
-        "name": "resolution",
-        "label": "Working resolution",
-        "min": 8,
-        "max": MAX_RESOLUTION,
-        "hint": "Pixels; δ is resized to each image.",
-    },
-    {"name": "seed", "label": "Seed", "min": 0, "max": 2147483647, "hint": "Makes a run repeatable."},
+    {"name": "steps", "label": "Steps T", "hint": "Crafting steps per image."},
+    {"name": "checkpoints", "label": "Checkpoints K", "hint": "Surrogate checkpoints in the ensemble."},
+    {"name": "inner_steps", "label": "Inner steps M", "hint": "Variance-reduction steps (SEP-FA-VR)."},
+    {"name": "epochs", "label": "Surrogate epochs", "hint": "Training epochs of the surrogate."},
+    {"name": "resolution", "label": "Working resolution", "hint": "Pixels; δ is resized to each image."},
+    {"name": "seed", "label": "Seed", "hint": "Makes a run repeatable."},
 ]
 
-STAGE_TEXT = {
-    "ingest": "Checking the dataset",
-    "train": "Training the surrogate model",
-    "means": "Computing class features",
-    "craft": "Crafting the protective perturbations",
-    "package": "Writing the protected images",
-    "evaluate": "Measuring the protection",
-}
+
+def _form_limits() -> dict[str, dict[str, Any]]:
+    """The smallest and largest value of every number the form asks for, read from the API's own
+    schema of the form, so that the page never allows what the API refuses or refuses what it allows."""
+    fields = JobCreate.model_json_schema()["properties"]
+    return {name: {"min": f.get("minimum"), "max": f.get("maximum")} for name, f in fields.items()}
+
+
+FORM_LIMITS = _form_limits()
 
 
 def _asset_version() -> str:
@@ -180,39 +161,6 @@ def _to_login(request: Request) -> RedirectResponse:
     path = request.url.path
     query = "" if path == "/" else f"?next={quote(path)}"
     return RedirectResponse(f"/login{query}", status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "bytes" or value >= 10 else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
-
-
-def _stage_text(job: dict[str, Any]) -> str:
-    if job["status"] == "queued":
-        return "Waiting for a worker to start the job…"
-    stage = job.get("stage")
-    return f"{STAGE_TEXT.get(stage, stage)}…" if stage else "Starting…"
-
-
-def _eta_text(job: dict[str, Any]) -> str:
-    eta = job.get("eta_seconds")
-    if job["status"] == "queued":
-        return "not started yet"
-    if eta is None:
-        return "estimating time left"
-    eta = max(0, round(eta))
-    if eta < 5:
-        return "almost done"
-    if eta < 60:
-        return f"about {eta} s left"
-    minutes = round(eta / 60)
-    if minutes < 60:
-        return f"about {minutes} min left"
-    return f"about {minutes // 60} h {minutes % 60} min left"
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -329,11 +277,11 @@ def index(request: Request, session: SessionDep, settings: SettingsDep) -> Respo
         {
             **_signed_in(web),
             "max_upload_bytes": settings.max_upload_bytes,
-            "max_upload_human": _human_bytes(settings.max_upload_bytes),
             "strengths": STRENGTHS,
             "speed_presets": SPEED_PRESETS,
             "methods": METHODS,
             "number_fields": NUMBER_FIELDS,
+            "limits": FORM_LIMITS,
         },
     )
 
@@ -354,19 +302,9 @@ def job_page(request: Request, session: SessionDep, settings: SettingsDep, job_i
         )
     from app.api.routes.jobs import job_public
 
-    data = job_public(job).model_dump(mode="json")
-    summary = data.get("dataset_summary") or {}
-    return _page(
-        request,
-        "job.html",
-        {
-            **_signed_in(web),
-            "job": data,
-            "images": summary.get("num_images"),
-            "stage_text": _stage_text(data),
-            "eta_text": _eta_text(data),
-        },
-    )
+    # the page's script shows the job from this payload at once, then follows it through the API
+    data = job_public(job).model_dump(mode="json", by_alias=True)
+    return _page(request, "job.html", {**_signed_in(web), "job": data})
 
 
 @router.get("/docs", response_class=HTMLResponse)

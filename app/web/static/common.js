@@ -1,4 +1,5 @@
-/* Shared utilities for the sepguard web page (no dependencies). */
+/* Shared utilities for the sepguard web page (no dependencies). The one source of the words and
+   numbers the pages show while jobs run: stage labels, status words, time left, sizes, percentages. */
 "use strict";
 
 window.sg = (function () {
@@ -62,16 +63,9 @@ window.sg = (function () {
     return Math.round(Math.min(1, Math.max(0, p)) * 100) + "%";
   }
 
-  /* The number of images in a dataset summary, whatever its exact keys. */
-  function imageCount(summary) {
-    if (!summary || typeof summary !== "object") return null;
-    for (const key of ["images", "num_images", "n_images", "image_count", "count", "files", "total"]) {
-      const v = summary[key];
-      if (typeof v === "number") return v;
-      if (Array.isArray(v)) return v.length;
-    }
-    if (Array.isArray(summary.entries)) return summary.entries.length;
-    return null;
+  /* The number of images of a job (its DatasetSummary), or a dash before the dataset was read. */
+  function imageCount(job) {
+    return job.dataset_summary ? String(job.dataset_summary.num_images) : "—";
   }
 
   /* Turn an API error body ({detail}) into words. */

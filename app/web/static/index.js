@@ -18,6 +18,7 @@
   // form.dataset would be the input named "dataset" (named form controls shadow properties)
   const maxBytes = Number(form.getAttribute("data-max-bytes")) || Infinity;
   const apiUrl = form.getAttribute("data-api");
+  if (isFinite(maxBytes)) document.getElementById("max-upload").textContent = ", up to " + sg.formatBytes(maxBytes);
 
   function showError(message) {
     errorBox.textContent = message || "";
@@ -177,19 +178,8 @@
   let shown = PAGE;
   let timer = null;
 
-  function itemsOf(body) {
-    if (Array.isArray(body)) return { items: body, total: null };
-    if (body && typeof body === "object") {
-      const items = body.items || body.jobs || body.results || body.data || [];
-      const total = typeof body.total === "number" ? body.total : null;
-      return { items: items, total: total };
-    }
-    return { items: [], total: null };
-  }
-
   function row(job) {
     const active = job.status === "queued" || job.status === "running";
-    const count = sg.imageCount(job.dataset_summary);
     const progressCell = active
       ? sg.el("td", null,
           sg.el("progress", { max: "1", value: String(job.progress || 0), "aria-label": "Progress of job " + job.id.slice(0, 8) }),
@@ -200,18 +190,18 @@
       sg.el("td", null, sg.el("span", { class: "badge " + job.status, title: sg.STATUS_WORDS[job.status] || job.status }, job.status),
         job.status === "running" && job.stage ? sg.el("span", { class: "small muted" }, " " + (sg.STAGES[job.stage] || job.stage)) : null),
       sg.el("td", { class: "hide-narrow small" }, sg.el("time", { datetime: job.created_at || "" }, sg.formatDate(job.created_at))),
-      sg.el("td", { class: "num" }, count === null ? "—" : String(count)),
+      sg.el("td", { class: "num" }, sg.imageCount(job)),
       progressCell);
   }
 
   async function loadJobs() {
     clearTimeout(timer);
-    const page = { items: [], total: null };
+    const page = { items: [], total: 0 };
     try {
-      /* the API serves at most 100 jobs per request */
+      /* the API serves at most 100 jobs per request (a JobList) */
       for (let offset = 0; offset < shown; offset += 100) {
         const limit = Math.min(100, shown - offset);
-        const part = itemsOf(await sg.api(table.dataset.api + "?limit=" + limit + "&offset=" + offset));
+        const part = await sg.api(table.dataset.api + "?limit=" + limit + "&offset=" + offset);
         page.items = page.items.concat(part.items);
         page.total = part.total;
         if (part.items.length < limit) break;
@@ -229,8 +219,7 @@
     } else {
       jobs.forEach(function (job) { tbody.append(row(job)); });
     }
-    const hasMore = page.total !== null ? page.total > jobs.length : page.items.length >= shown;
-    more.hidden = !hasMore;
+    more.hidden = page.total <= jobs.length;
     const active = jobs.some(function (j) { return j.status === "queued" || j.status === "running"; });
     timer = setTimeout(loadJobs, active ? 2000 : 15000);
   }

@@ -134,6 +134,7 @@ def test_paste_a_token_with_the_keyboard_then_sign_out(browser: Any, live_server
 def test_non_archive_and_broken_zip_are_refused_in_words(owner: Any, live_server: Any, tmp_path: Path) -> None:
     page = owner.new_page()
     page.goto(live_server.base_url + "/")
+    assert page.locator("label[for=dataset]").inner_text() == "Dataset archive (.zip or .tar.gz, up to 50 MB)"
     notes = tmp_path / "notes.txt"
     notes.write_text("not images")
     page.set_input_files("#dataset", str(notes))
@@ -231,7 +232,10 @@ def test_finished_job_shows_previews_measurement_and_screenshots(
     assert re.search(r"protected \d+\.\d%–\d+\.\d%", table.locator("tbody").inner_text())
     assert re.search(r"\d+\.\d%", table.locator("tbody").inner_text())
     assert re.search(r"reach \d+\.\d% accuracy on unseen originals, against \d+\.\d%", metrics.inner_text())
-    assert page.locator("#dataset-section").is_visible()
+    dataset = page.locator("#dataset-section")
+    assert dataset.is_visible()
+    for shown in ("Images\n40", "Image sizes\n32×32 px", "Formats\nPNG × 40", "Skipped\n0", "Classes (10)"):
+        assert shown in dataset.inner_text(), dataset.inner_text()
     assert "40" in page.locator("#job-images").inner_text()
 
     page.screenshot(path=str(screenshots / "job-desktop.png"), full_page=True)
@@ -346,18 +350,23 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, content: b
     return b"".join(parts)
 
 
-def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
-    token = live_server.create_token("many")
+def add_jobs(live_server: Any, token: str, rows: list[dict[str, Any]]) -> None:
+    """Job rows of ``token``'s owner (the fields of each) written straight into the server's database."""
     script = (
-        "import sys\n"
+        "import json, sys\n"
         "from app.core.db import session_scope\n"
         "from app.core.security import authenticate\n"
         "from app.db_models import Job\n"
         "with session_scope() as s:\n"
         "    owner = authenticate(s, sys.argv[1])\n"
-        "    s.add_all(Job(owner_id=owner.id, status='failed', error='x', params={}) for _ in range(23))\n"
+        "    s.add_all(Job(owner_id=owner.id, **row) for row in json.loads(sys.argv[2]))\n"
     )
-    subprocess.run([sys.executable, "-c", script, token], cwd=ROOT, env=live_server.env, check=True)
+    subprocess.run([sys.executable, "-c", script, token, json.dumps(rows)], cwd=ROOT, env=live_server.env, check=True)
+
+
+def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
+    token = live_server.create_token("many")
+    add_jobs(live_server, token, [{"status": "failed", "error": "x", "params": {}}] * 23)
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.goto(live_server.login_link("many"))
@@ -368,4 +377,35 @@ def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
     page.get_by_role("button", name="Show more").click()
     page.wait_for_function("() => document.querySelectorAll('#jobs-body tr[data-job-id]').length === 23")
     assert page.get_by_role("button", name="Show more").is_hidden()
+    context.close()
+
+
+def test_running_job_in_words(browser: Any, live_server: Any) -> None:
+    """Stage labels, time left and percentages come from the page's one set of words (common.js)."""
+    token = live_server.create_token("words")
+    params = {"eps": 8.0, "method": "sep-fa-vr", "preset": "fast"}
+    add_jobs(
+        live_server,
+        token,
+        [{"status": "running", "stage": "train", "progress": 0.25, "eta_seconds": 130, "params": params}],
+    )
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(live_server.login_link("words"))
+    page.wait_for_url(live_server.base_url + "/")
+    errors: list[str] = []  # a refused script or data block (content security policy) is reported here
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.reload()
+    row = page.locator("#jobs-body tr[data-job-id]")
+    row.wait_for()
+    assert "Training the surrogate model" in row.inner_text() and "25%" in row.inner_text()
+    row.get_by_role("link").click()
+    page.wait_for_url(JOB_URL)
+    assert page.locator("#job-stage").inner_text() == "Training the surrogate model…"
+    assert page.locator("#job-eta").inner_text() == "about 2 min left"
+    assert page.locator("#job-percent").inner_text() == "25%"
+    assert page.locator("#job-eps").inner_text() == "ε = 8/255"
+    eta = page.evaluate("() => [7200, 7260, 30, 2, null].map(window.sg.formatEta)")
+    assert eta == ["about 2 h left", "about 2 h 1 min left", "about 30 s left", "almost done", "estimating time left"]
+    assert errors == []
     context.close()

@@ -1,5 +1,6 @@
 """The web page's server side against the real application and a real SQLite database."""
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,9 @@ from fastapi.testclient import TestClient
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.db_models import Job
+from app.schemas import JobCreate
+from engine.config import MAX_EPS
+from tests.app.helpers import bearer
 
 STATIC = Path(__file__).resolve().parents[3] / "app" / "web" / "static"
 
@@ -148,6 +152,16 @@ def test_upload_form_offers_presets_and_advanced_settings(client: TestClient, to
     assert f'data-max-bytes="{get_settings().max_upload_bytes}"' in html
 
 
+def test_the_forms_limits_are_the_apis(client: TestClient, tokens: dict[str, str]) -> None:
+    sign_in(client, tokens["alice"])
+    html = client.get("/").text
+    limits = JobCreate.model_json_schema()["properties"]
+    for field in ("steps", "checkpoints", "inner_steps", "epochs", "resolution", "seed", "jpeg_quality"):
+        tag = re.search(rf'<input type="number" id="{field}"[^>]*>', html).group(0)
+        assert f'min="{limits[field]["minimum"]}"' in tag and f'max="{limits[field]["maximum"]}"' in tag, tag
+    assert f'max="{MAX_EPS}"' in re.search(r'<input type="number" id="eps"[^>]*>', html).group(0)
+
+
 def test_job_page_for_own_job(client: TestClient, tokens: dict[str, str]) -> None:
     job_id = make_job(tokens["alice"], status="running", stage="train", progress=0.25, eta_seconds=130)
     sign_in(client, tokens["alice"])
@@ -155,8 +169,11 @@ def test_job_page_for_own_job(client: TestClient, tokens: dict[str, str]) -> Non
     assert r.status_code == 200
     assert f'data-job-id="{job_id}"' in r.text
     assert '<progress id="job-progress" max="1" value="0.25"' in r.text
-    assert "Training the surrogate model" in r.text
-    assert "about 2 min left" in r.text
+    # the page's script shows the job from the payload the API serves (its words: test_web_browser.py)
+    embedded = re.search(r'<script type="application/json" id="job-data">(.*?)</script>', r.text).group(1)
+    served = client.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["alice"])).json()
+    assert json.loads(embedded) == served
+    assert served["stage"] == "train" and served["eta_seconds"] == 130
 
 
 def test_failed_job_page_shows_the_error(client: TestClient, tokens: dict[str, str]) -> None:
