@@ -39,6 +39,7 @@ import models
 from bench.common import write_result
 from engine import device as dev
 from engine.attacks import craft, passes_per_image
+from engine.batchnorm_folding import freeze
 from engine.config import preset
 from engine.features import class_means, target_classes
 from engine.training import TrainSettings, train_classifier
@@ -90,7 +91,7 @@ class Bench:
         device = self.device
         with dev.override(**overrides):
             s = dev.settings(device)
-            nets = [dev.freeze(n, device) for n in self.fresh_nets()]
+            nets = [freeze(n, device) for n in self.fresh_nets()]
         x0 = dev.to_float(self.images, device).contiguous(memory_format=s.memory_format)
         means = self.means.to(device)
         targets = self.targets.to(device)

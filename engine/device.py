@@ -1,4 +1,4 @@
-"""Device choice and the per-device speed settings: autocast dtype, memory format, frozen members.
+"""Device choice and the per-device speed settings: autocast dtype, memory format, BatchNorm folding.
 
 Measured with bench/throughput.py (bench/results/throughput-cpu.md): CIFAR ResNet18 at width 16,
 K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch thread, best of
@@ -6,7 +6,7 @@ K=8, batch 128, forward+backward to the input, on a 2-core AVX-512 CPU (1 torch 
 
 - contiguous fp32 382 -> channels_last 504 (1.3x): channels_last is used on every device; for
   training it is no slower (261 -> 345 images/s best round, equal medians).
-- folding each eval-mode BatchNorm into the convolution before it (``freeze``): 504 -> 614
+- folding each eval-mode BatchNorm into the convolution before it (engine.batchnorm_folding): 504 -> 614
   (1.2x); folded, BatchNorm disappears from the crafting profile.
 - bf16 autocast on this CPU (native AVX512-BF16): 614 -> 1092 for crafting (1.8x), 345 -> 602
   images/s for training (1.75x). It is the default on a CPU with native bf16 (AVX512-BF16 or AMX):
@@ -29,10 +29,9 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 import torch
-from torch import nn
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -152,152 +151,7 @@ def memory_format(device: torch.device) -> torch.memory_format:
     return settings(device).memory_format
 
 
-def freeze(net: nn.Module, device: torch.device) -> nn.Module:
-    """``net`` in eval mode with frozen parameters, on the device, for gradients to the input
-    only; its eval-mode BatchNorms are folded into their convolutions where the settings say so.
-    Modifies and returns ``net`` itself (the crafting members are used for nothing else; a
-    folded net computes the same function but can no longer be trained or checkpointed)."""
-    s = settings(device)
-    net.eval()
-    net.requires_grad_(False)
-    if s.fold_bn:
-        fold_batchnorm(net)
-    # torch's overloads of Module.to leave out memory_format, which it accepts; it returns the module itself.
-    net.to(device=device, memory_format=s.memory_format)  # type: ignore[call-overload]
-    return net
-
-
 def to_float(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (N,3,H,W) -> float in [0, 1] on the device, in the device's memory format."""
     x = images_u8.to(device, non_blocking=True).float().div_(255)
     return x.contiguous(memory_format=memory_format(device))
-
-
-def fold_batchnorm(net: nn.Module) -> int:
-    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` into it, in place;
-    the BatchNorm becomes ``Identity``. Returns the number of pairs folded.
-
-    Pairs are found by tracing ``net`` with torch.fx: a pair is folded only when the conv's
-    output goes to the BatchNorm alone and both modules are called once, so the computation is
-    unchanged (up to float rounding) for ``forward`` and for any method built from the same
-    submodules (e.g. ``features``). Nets that cannot be traced are left as they are. The pairs of
-    a zoo net depend only on its class and config, so they are traced once per config.
-    """
-    if net.training:
-        raise ValueError("fold_batchnorm needs an eval-mode net")
-    config = getattr(net, "config", None)
-    key = (type(net), config) if config is not None else None
-    try:
-        pairs = _FOLD_PLANS[key] if key in _FOLD_PLANS else _fold_plan(net)
-    except TypeError:  # unhashable config
-        key, pairs = None, _fold_plan(net)
-    if key is not None:
-        _FOLD_PLANS[key] = pairs
-    modules = dict(net.named_modules())
-    folded = 0
-    for conv_name, bn_name in pairs:
-        conv, bn = modules.get(conv_name), modules.get(bn_name)
-        if type(conv) is not nn.Conv2d or type(bn) is not nn.BatchNorm2d:
-            continue  # folded already
-        with torch.no_grad():
-            scale = torch.rsqrt(cast(torch.Tensor, bn.running_var).float() + bn.eps)
-            if bn.affine:
-                scale = scale * bn.weight.float()
-            shift = -cast(torch.Tensor, bn.running_mean).float() * scale
-            if bn.affine:
-                shift = shift + bn.bias.float()
-            if conv.bias is not None:
-                shift = shift + conv.bias.float() * scale
-            conv.weight.copy_((conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
-            conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=False)
-        parent_name, _, child = bn_name.rpartition(".")
-        setattr(modules[parent_name] if parent_name else net, child, nn.Identity())
-        folded += 1
-    return folded
-
-
-_FOLD_PLANS: dict[object, tuple[tuple[str, str], ...]] = {}
-
-
-def _fold_plan(net: nn.Module) -> tuple[tuple[str, str], ...]:
-    """(conv name, BatchNorm name) pairs of ``net`` that can be folded (see ``fold_batchnorm``)."""
-    import torch.fx
-
-    try:
-        graph = torch.fx.symbolic_trace(net).graph
-    except Exception:
-        return ()
-    modules = dict(net.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    pairs: list[tuple[Any, Any]] = []
-    for node in graph.nodes:
-        if node.op != "call_module" or type(modules.get(node.target)) is not nn.BatchNorm2d:
-            continue
-        src = node.args[0] if node.args else None
-        bn = modules[node.target]
-        if (
-            isinstance(src, torch.fx.Node)
-            and src.op == "call_module"
-            and type(modules.get(src.target)) is nn.Conv2d
-            and len(src.users) == 1
-            and calls[cast(str, src.target)] == 1
-            and calls[node.target] == 1
-            and bn.track_running_stats
-            and bn.running_mean is not None
-        ):
-            pairs.append((src.target, node.target))
-    return tuple(pairs)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: the driver's free memory plus the blocks
-    torch has cached; CPU: the available system memory)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def member_bytes_per_image(net: nn.Module, device: torch.device, resolution: int, probe: int = 4) -> int:
-    """Peak memory of one forward + backward-to-input pass per image, measured on ``device``
-    (CUDA) or estimated from the activations' sizes (CPU, where no allocator statistics exist)."""
-    x = torch.rand(probe, 3, resolution, resolution, device=device).contiguous(memory_format=memory_format(device))
-    x.requires_grad_(True)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        with autocast(device):
-            loss = net.features(x).float().pow(2).sum()  # type: ignore[operator]  # a models.Net
-        torch.autograd.grad(loss, x)
-        return max(1, (torch.cuda.max_memory_allocated(device) - base) // probe)
-    sizes: list[int] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
-        for m in net.modules()
-        if not list(m.children()) and isinstance(m, nn.Module)
-    ]
-    try:
-        with torch.no_grad(), autocast(device):
-            net.features(x)  # type: ignore[operator]  # a models.Net
-    finally:
-        for h in hooks:
-            h.remove()
-    return max(1, 2 * sum(sizes) // probe)  # saved activations + their gradients
-
-
-def fit_batch(requested: int, per_image_bytes: int, free_bytes: int, headroom: float = 0.6) -> int:
-    """The crafting batch: ``requested`` halved until it fits ``headroom`` of the free memory.
-
-    Halving keeps every batch boundary of ``requested`` (shards are whole multiples of it),
-    so a smaller device still crafts the same image ranges with the same seeds.
-    """
-    batch = requested
-    while batch > 1 and batch * per_image_bytes > headroom * free_bytes:
-        batch //= 2
-    return batch

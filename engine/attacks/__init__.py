@@ -15,8 +15,9 @@ from engine.attacks.sep import SEP
 from engine.attacks.sep_fa import SEPFA
 from engine.attacks.sep_fa_vr import SEPFAVR
 from engine.config import ProtectConfig
-from engine.device import fit_batch, free_memory, member_bytes_per_image, to_float
+from engine.device import to_float
 from engine.features import target_classes
+from engine.memory_probe import fit_batch, free_memory, member_bytes_per_image
 from engine.methods import method
 from engine.progress import Progress, no_progress
 
