@@ -17,6 +17,7 @@ from engine.config import ProtectConfig
 from engine.device import pick_device
 from engine.job_dir import JobDir
 from engine.progress import Progress, no_progress
+from engine.report import build_report
 
 
 def protect(
@@ -58,7 +59,7 @@ def protect(
         out_zip = Path(out_zip)
         out_zip.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(job.result), out_zip)
-        return stages.build_report(job, cfg, extra)
+        return build_report(job, cfg, extra)
     finally:
         if own_workdir:
             shutil.rmtree(job.root, ignore_errors=True)

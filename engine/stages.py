@@ -6,11 +6,9 @@ task or a second worker therefore never redoes finished work nor sees half-writt
 """
 
 import json
-import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 
 import models
 from engine.archive import Limits
-from engine.attacks import craft, passes_per_image
+from engine.attacks import craft
 from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, load_working_set, open_dataset
 from engine.device import pick_device
@@ -29,14 +27,8 @@ from engine.methods import method
 from engine.package import write_protected_zip
 from engine.previews import write_previews
 from engine.progress import Progress, no_progress
+from engine.report import build_report
 from engine.surrogate import train_surrogate
-
-
-def software_version() -> str:
-    try:
-        return version("sepguard")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @contextmanager
@@ -211,41 +203,6 @@ def apply_delta_working(images: torch.Tensor, delta: torch.Tensor, eps: float) -
     bound = float(np.floor(eps))
     step = (delta.float() * 255).round().clamp(-bound, bound)
     return (images.float() + step).clamp(0, 255).to(torch.uint8)
-
-
-def collect_timings(job: JobDir) -> dict[str, float]:
-    timings: dict[str, float] = {}
-    for f in sorted(job.timings.glob("*.json")):
-        entry = json.loads(f.read_text())
-        name = "craft" if entry["stage"].startswith("craft-") else entry["stage"]
-        timings[name] = round(timings.get(name, 0.0) + entry["seconds"], 3)
-    return timings
-
-
-def build_report(job: JobDir, cfg: ProtectConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """report.json: parameters, version, seed, timings, surrogate history, checkpoints used, evaluation."""
-    index = job.load_index()
-    report: dict[str, Any] = {
-        "software": {"sepguard": software_version(), "torch": torch.__version__, "python": platform.python_version()},
-        "parameters": cfg.to_dict(),
-        "seed": cfg.seed,
-        "dataset": index.summary(),
-        "timings_seconds": collect_timings(job),
-    }
-    if job.checkpoints.exists():
-        saved = torch.load(job.checkpoints, map_location="cpu", weights_only=True)
-        report["surrogate"] = {
-            "arch": cfg.arch,
-            "width": cfg.width,
-            "history": saved["history"],
-            "checkpoints_used": [{"step": c["step"], "epoch": c["epoch"]} for c in saved["checkpoints"]],
-        }
-        k = len(saved["checkpoints"])
-        report["passes_per_image"] = passes_per_image(cfg, k)
-    if job.evaluation.exists():
-        report["evaluation"] = json.loads(job.evaluation.read_text())
-    report.update(extra or {})
-    return report
 
 
 def package(

@@ -10,6 +10,7 @@ import pytest
 from engine import stages
 from engine.config import preset
 from engine.job_dir import JobDir
+from engine.report import build_report
 from tests.engine.helpers import TINY
 
 
@@ -71,4 +72,4 @@ def test_evaluate_stage_measures_victims_and_goes_into_the_report(tmp_path: Path
     result = stages.evaluate(job, cfg)
     assert result["holdout_images"] == 9 and result["victims"][0]["victim"] == "convnet-60ep"
     assert 0 <= result["mean_protected_acc"] <= 1 and 0 <= result["mean_clean_acc"] <= 1
-    assert stages.build_report(job, cfg)["evaluation"] == result
+    assert build_report(job, cfg)["evaluation"] == result
