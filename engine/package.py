@@ -4,7 +4,8 @@ The perturbation is crafted at a small working resolution R; here it is resized 
 image's own size and added in 8-bit, with the l-inf bound enforced after rounding, so
 |protected - original| <= eps holds for every channel of every pixel of a lossless output.
 Images are processed one at a time and the zip is written to a temporary file that is
-renamed into place at the end: a crash never leaves a half-written result behind.
+renamed into place at the end: a crash never leaves a half-written result behind. What goes
+into manifest.json and report.json is engine.manifest's.
 
 Torch-free: deltas arrive as numpy arrays.
 """
@@ -25,6 +26,7 @@ from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, ImageEntry
 from engine.images import LOSSY_FORMATS, OUTPUT_FORMATS, LoadedImage, load_image, save_image
 from engine.job_dir import atomic_path
+from engine.manifest import complete_report, manifest_row
 from engine.metrics import center_crop, psnr_from_mse, ssim
 from engine.progress import Progress, no_progress
 
@@ -124,13 +126,27 @@ def plan_output_paths(entries: list[ImageEntry], output_format: str) -> list[str
     return [r for r in result if r is not None]
 
 
+def encode_protected(
+    original: LoadedImage, delta: np.ndarray, eps: float, fmt: str, quality: int, name: str
+) -> tuple[bytes, np.ndarray]:
+    """One protected image encoded as ``fmt`` (alpha, gray and ICC profile kept), and the pixels
+    that file really holds: lossless output holds exactly the protected pixels, lossy output is
+    decoded again so that the manifest measures what was saved."""
+    protected = apply_delta(original, delta, eps)
+    buffer = io.BytesIO()
+    save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
+    data = buffer.getvalue()
+    saved_rgb = load_image(io.BytesIO(data), name=name).rgb if fmt in LOSSY_FORMATS else protected
+    return data, saved_rgb
+
+
 # SSIM of a photograph is measured on its central region at native resolution: the full-image
 # SSIM costs ~1.6 s and ~90 bytes per pixel for a 3-megapixel photo, the crop keeps the
 # perturbation's native-scale statistics (downscaling would average it away).
 SSIM_REGION = 512
 
 
-def _measure(original: LoadedImage, saved_rgb: np.ndarray) -> dict[str, Any]:
+def measure_distortion(original: LoadedImage, saved_rgb: np.ndarray) -> dict[str, Any]:
     """Distortion of the SAVED pixels (after any lossy encoding), in /255 units."""
     a = original.rgb[:, :, 0] if original.gray else original.rgb
     b = saved_rgb[:, :, 0] if original.gray else saved_rgb
@@ -188,87 +204,21 @@ def write_protected_zip(
     if targets is not None and len(targets) != n:
         raise ValueError(f"targets must have {n} entries, got {len(targets)}")
     report_fn = progress or no_progress
-    out_zip = Path(out_zip)
     outputs = plan_output_paths(entries, fmt_choice)
     manifest: list[dict[str, Any]] = []
-    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(Path(out_zip)) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         report_fn("package", 0, n)
         for i, (entry, out_path) in enumerate(zip(entries, outputs)):
             original = load_image(index.root / entry.path, name=entry.path)
-            protected = apply_delta(original, delta[i], eps_value)
             fmt = output_format_for(entry.format, fmt_choice)
-            buffer = io.BytesIO()
-            save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
-            data = buffer.getvalue()
-            # lossless output holds exactly the protected pixels; lossy output is re-read so
-            # the manifest measures what was really saved
-            saved_rgb = load_image(io.BytesIO(data), name=out_path).rgb if fmt in LOSSY_FORMATS else protected
+            data, saved_rgb = encode_protected(original, delta[i], eps_value, fmt, quality, out_path)
             compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
             zf.writestr(out_path, data, compress_type=compress)
-            manifest.append(
-                {
-                    "original_path": entry.path,
-                    "original_format": entry.format,
-                    "output_path": out_path,
-                    "output_format": fmt,
-                    "width": original.width,
-                    "height": original.height,
-                    **_measure(original, saved_rgb),
-                    "class": entry.class_name,
-                    "target_class": None if targets is None else index.classes[int(targets[i])],
-                }
-            )
+            target = None if targets is None else index.classes[int(targets[i])]
+            measured = measure_distortion(original, saved_rgb)
+            manifest.append(manifest_row(entry, out_path, fmt, (original.width, original.height), measured, target))
             report_fn("package", i + 1, n)
-        full_report = dict(report or {})
-        full_report["warnings"] = list(full_report.get("warnings", [])) + _warnings(
-            manifest, fmt_choice, quality, eps_value
-        )
-        full_report["output"] = _output_summary(manifest, fmt_choice, quality, eps_value)
         zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+        full_report = complete_report(report or {}, manifest, fmt_choice, quality, eps_value)
         zf.writestr("report.json", json.dumps(full_report, indent=1))
     return manifest
-
-
-def _warnings(manifest: list[dict[str, Any]], output_format: str, quality: int, eps: float) -> list[str]:
-    out: list[str] = []
-    lossy = [m for m in manifest if m["output_format"] in LOSSY_FORMATS]
-    if lossy:
-        out.append(
-            f"{len(lossy)} image(s) were saved in a lossy format (JPEG/WebP, quality {quality}): lossy "
-            "compression partly removes the perturbation and weakens protection; use PNG output for full strength"
-        )
-    over = [m for m in manifest if m["linf"] > math.floor(eps + 1e-9)]
-    if over:
-        out.append(
-            f"{len(over)} image(s) differ from the original by more than eps={eps:g}/255 after lossy saving "
-            f"(largest: {max(m['linf'] for m in over)}/255)"
-        )
-    if output_format == "keep":
-        converted = [m for m in manifest if m["output_format"] != m["original_format"]]
-        if converted:
-            out.append(
-                f"{len(converted)} image(s) cannot carry the perturbation in their own format "
-                f"({', '.join(sorted({m['original_format'] for m in converted}))}) and were saved as PNG"
-            )
-    renamed = [m for m in manifest if PurePosixPath(m["output_path"]).stem != PurePosixPath(m["original_path"]).stem]
-    if renamed:
-        names = ", ".join(f"{m['original_path']} -> {m['output_path']}" for m in renamed[:10])
-        out.append(f"{len(renamed)} output name(s) would have clashed and were renamed: {names}")
-    return out
-
-
-def _output_summary(manifest: list[dict[str, Any]], output_format: str, quality: int, eps: float) -> dict[str, Any]:
-    psnrs = [m["psnr"] for m in manifest]
-    ssims = [m["ssim"] for m in manifest]
-    return {
-        "files": len(manifest),
-        "output_format": output_format,
-        "jpeg_quality": quality if output_format == "keep" else None,
-        "eps": eps,
-        "max_linf": max((m["linf"] for m in manifest), default=0),
-        "mean_abs": round(float(np.mean([m["mean_abs"] for m in manifest])), 4) if manifest else 0.0,
-        "mean_psnr": round(float(np.mean(psnrs)), 3) if psnrs else None,
-        "min_psnr": min(psnrs, default=None),
-        "mean_ssim": round(float(np.mean(ssims)), 5) if ssims else None,
-        "min_ssim": min(ssims, default=None),
-    }

@@ -233,14 +233,14 @@ def test_previews(samples: DatasetIndex, tmp_path: Path) -> None:
 def test_measure_uses_exact_psnr_and_a_native_resolution_ssim_region_for_photos() -> None:
     from engine.images import LoadedImage
     from engine.metrics import psnr
-    from engine.package import SSIM_REGION, _measure
+    from engine.package import SSIM_REGION, measure_distortion
 
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, (600, 700, 3), dtype=np.uint8)
     noisy = np.clip(big.astype(int) + rng.integers(-4, 5, big.shape), 0, 255).astype(np.uint8)
     original = LoadedImage(rgb=big, alpha=None, gray=False, format="PNG", mode="RGB", icc_profile=None)
-    m = _measure(original, noisy)
+    m = measure_distortion(original, noisy)
     assert m["psnr"] == round(psnr(big, noisy), 3) and m["linf"] == 4
     assert m["ssim_region"] == f"center {SSIM_REGION}x{SSIM_REGION}" and 0 < m["ssim"] < 1
     small = LoadedImage(rgb=big[:32, :32], alpha=None, gray=False, format="PNG", mode="RGB", icc_profile=None)
-    assert "ssim_region" not in _measure(small, noisy[:32, :32])
+    assert "ssim_region" not in measure_distortion(small, noisy[:32, :32])
