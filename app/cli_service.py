@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+WORKER_APP = "worker.main"  # the worker's entry point: the task queue with its tasks and signals
 WORKER_STOP_SECONDS = 10.0
 WORKER_RESTART_FIRST_SECONDS = 1.0
 WORKER_RESTART_MAX_SECONDS = 60.0
@@ -199,9 +200,11 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run a job worker (Celery) in this process."""
-    from worker.celery_app import QUEUE, celery_app
+    from app.jobs.task_queue import QUEUE, celery_app  # the task queue loads for this command only
 
     argv = [
+        # Celery loads the worker's entry point by name: the service never imports the worker.
+        f"--app={WORKER_APP}",
         "worker",
         f"--loglevel={loglevel}",
         f"--concurrency={concurrency}",

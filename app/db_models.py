@@ -2,13 +2,45 @@
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """A job's life: ``queued`` -> ``running`` -> one of the three final statuses (a queued job may
+    also be cancelled or fail before it runs)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the status is final."""
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class StageStatus(StrEnum):
+    """A pipeline stage of a job: ``failed`` only when its failure ended the job."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ShardStatus(StrEnum):
+    """A crafting shard of a job (a failed shard fails its job: the shard itself goes back to pending)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
 
 
 def utcnow() -> datetime:
@@ -126,8 +158,8 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
-    # status: queued | running | succeeded | failed | cancelled; stage: ingest | train | means | craft | package | evaluate
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    # status: a JobStatus; stage: the stage running or last run (app.jobs.plan.ALL_STAGES)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     stage: Mapped[str | None] = mapped_column(String(16), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_seconds: Mapped[float | None] = mapped_column(Float, default=None)
@@ -139,7 +171,6 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    celery_task_id: Mapped[str | None] = mapped_column(String(255), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
     owner: Mapped[Owner] = relationship(back_populates="jobs")
@@ -153,7 +184,7 @@ class Job(Base):
     @property
     def finished(self) -> bool:
         """Whether the job reached a final status."""
-        return self.status in FINISHED_STATUSES
+        return JobStatus(self.status).finished
 
 
 class JobStage(Base):
@@ -165,7 +196,7 @@ class JobStage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | done | failed
+    status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)  # a StageStatus
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -185,7 +216,7 @@ class JobShard(Base):
     index: Mapped[int] = mapped_column(Integer)
     start: Mapped[int] = mapped_column(Integer)
     stop: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | done
+    status: Mapped[str] = mapped_column(String(16), default=ShardStatus.PENDING)  # a ShardStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # claims that did not finish
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

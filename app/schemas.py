@@ -6,11 +6,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from app.db_models import JobStatus, StageStatus
 from app.payloads import DatasetSummary, Preview, ProtectionMeasurement, Stored
 from engine.config import MAX_EPS, METHODS, PRESETS, ProtectConfig, preset
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
 
 Unset = SkipJsonSchema[None]  # an optional form field: absent means "the preset's value"
 
@@ -66,7 +64,7 @@ class StagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     name: str
-    status: str
+    status: StageStatus
     progress: float
     started_at: datetime | None = None
     finished_at: datetime | None = None

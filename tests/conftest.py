@@ -26,11 +26,9 @@ def reload_settings() -> None:
     """Apply changed ``SEPGUARD_*`` variables: settings, database engines and the Celery app."""
     from app.core.config import get_settings
     from app.core.db import dispose_engines
-    from worker.celery_app import celery_app, configure
-    from worker.settings import get_worker_settings
+    from app.jobs.task_queue import celery_app, configure
 
     get_settings.cache_clear()
-    get_worker_settings.cache_clear()
     dispose_engines()
     configure()
     celery_app.close()  # pooled connections still point at the previous broker

@@ -1,24 +1,17 @@
-"""Worker presence: every running worker touches a file of its own in the shared data folder,
-so the API can count the live workers (``/healthz``) without a broker round trip. A worker that
-is killed stops touching its file, and the file goes stale after one lease."""
+"""This worker's presence beat: a file of its own in ``<data dir>/workers/``, touched every
+heartbeat and removed at a graceful stop (the API counts the fresh ones: ``app.jobs.presence``)."""
 
 import logging
 import os
 import socket
 import threading
-import time
 from pathlib import Path
+
+from app.jobs.presence import presence_dir
 
 log = logging.getLogger(__name__)
 
 _stop = threading.Event()
-
-
-def presence_dir() -> Path:
-    """``<data dir>/workers/``: one file per live worker process."""
-    from app.core.config import get_settings
-
-    return get_settings().data_path / "workers"
 
 
 def presence_file() -> Path:
@@ -52,18 +45,3 @@ def stop_presence() -> None:
     """Stop beating and remove this worker's file (a graceful stop)."""
     _stop.set()
     presence_file().unlink(missing_ok=True)
-
-
-def live_workers(lease_seconds: float) -> int:
-    """Worker processes that beat within the last lease."""
-    folder = presence_dir()
-    if not folder.is_dir():
-        return 0
-    fresh = time.time() - lease_seconds
-    count = 0
-    for entry in os.scandir(folder):
-        try:
-            count += entry.is_file() and entry.stat().st_mtime >= fresh
-        except OSError:
-            continue
-    return count

@@ -10,8 +10,10 @@ the tasks of its unfinished work. Finished stages and shards are never redone.
 import logging
 import threading
 
-from worker import state
-from worker.settings import get_worker_settings
+from app.core.config import get_settings
+from app.jobs import state
+from app.jobs.dispatch import dispatch_next
+from worker.runner import cancel_now
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,6 @@ _thread: threading.Thread | None = None
 
 def resume(job_id: str, lease_seconds: float) -> bool:
     """Adopt one stale job and send its unfinished work; True if this call adopted it."""
-    from worker.pipeline import dispatch_next
-    from worker.runner import cancel_now
-
     if not state.claim_orphan(job_id, lease_seconds):
         return False
     job = state.load_job(job_id)
@@ -37,7 +36,7 @@ def resume(job_id: str, lease_seconds: float) -> bool:
 
 def sweep_once(idle_after_seconds: float | None = None) -> list[str]:
     """Resume every job that lost its worker (see ``state.stale_jobs``); returns their ids."""
-    lease = get_worker_settings().worker_lease_seconds
+    lease = get_settings().worker_lease_seconds
     resumed = []
     for job_id in state.stale_jobs(lease, idle_after_seconds):
         try:
@@ -49,7 +48,7 @@ def sweep_once(idle_after_seconds: float | None = None) -> list[str]:
 
 
 def _loop(interval: float) -> None:
-    settings = get_worker_settings()
+    settings = get_settings()
     # At start-up any silent job may have lost a task with a dead worker; later, a job with no
     # running work is resent only after a long silence, as it may just be waiting in the queue.
     idle_after = settings.worker_lease_seconds
@@ -69,9 +68,7 @@ def start_sweeper() -> None:
     if _thread is not None and _thread.is_alive():
         return
     _stop.clear()
-    _thread = threading.Thread(
-        target=_loop, args=(get_worker_settings().sweep_seconds,), name="sepguard-sweeper", daemon=True
-    )
+    _thread = threading.Thread(target=_loop, args=(get_settings().sweep_seconds,), name="sepguard-sweeper", daemon=True)
     _thread.start()
 
 

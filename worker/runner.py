@@ -12,13 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from worker import state
-from worker.plan import progress_before, stage_order, stage_weights
-from worker.progress import StageProgress, StopFlag, heartbeat
-from worker.settings import get_worker_settings
+from app.core.config import get_settings
+from app.db_models import JobStatus
+from app.jobs import state
+from app.jobs.dispatch import BrokerUnavailable, dispatch_next
+from app.jobs.plan import progress_before, stage_order, stage_weights
+from app.storage import job_dir
+from engine.config import ProtectConfig
+from engine.errors import DatasetError, OutOfDiskSpace
+from worker.stage_progress import JobCancelled, JobStopped, StageProgress, StopFlag, heartbeat
 
 if TYPE_CHECKING:
-    from engine.config import ProtectConfig
     from engine.job_dir import JobDir
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ class StageContext:
 
     job_id: str
     dir: "JobDir"
-    cfg: "ProtectConfig"
+    cfg: ProtectConfig
     params: dict[str, Any]
     progress: StageProgress
 
@@ -61,8 +65,6 @@ def disk_full(exc: BaseException) -> bool:
 
 def error_message(exc: BaseException) -> str:
     """The text shown to the user: the dataset error as is, a full disk in words, anything else with its type."""
-    from engine.errors import DatasetError, OutOfDiskSpace
-
     text = str(exc).strip()
     if isinstance(exc, OutOfDiskSpace) or disk_full(exc):
         return str(OutOfDiskSpace())
@@ -79,8 +81,6 @@ def cancel_now(job_id: str) -> None:
 
 def advance(job_id: str) -> None:
     """Send the next stage; if the broker is down the lease sweep sends it later."""
-    from worker.pipeline import BrokerUnavailable, dispatch_next
-
     try:
         dispatch_next(job_id)
     except BrokerUnavailable as exc:
@@ -96,7 +96,7 @@ def _enter(job_id: str, stage: str) -> tuple[Outcome | None, state.JobInfo | Non
         cancel_now(job_id)
         return "cancelled", None
     if state.is_finished(job.status):
-        if job.status == "cancelled":
+        if job.status == JobStatus.CANCELLED:
             state.remove_partial_files(job_id)  # in case a late task wrote files after the cancel
         return "stopped", None
     if stage not in stage_order(job.params):
@@ -113,10 +113,7 @@ def _execute(
     job: state.JobInfo, stage: str, work: Work, offset: int = 0, span: int = 1, total: int = 1
 ) -> tuple[Outcome, dict[str, Any] | None]:
     """Run ``work`` under a heartbeat with progress, mapping how it ended to an outcome."""
-    from app.storage import job_dir
-    from engine.config import ProtectConfig
-
-    settings = get_worker_settings()
+    settings = get_settings()
     flag = StopFlag()
     weights = stage_weights(job.params)
     progress = StageProgress(
@@ -139,11 +136,11 @@ def _execute(
             values = work(ctx)
             flag.check()
         return "done", values
-    except state.JobCancelled:
+    except JobCancelled:
         log.info("job %s cancelled during %s", job.id, stage)
         cancel_now(job.id)
         return "cancelled", None
-    except state.JobStopped:
+    except JobStopped:
         return "stopped", None
     except Exception as exc:
         log.exception("job %s failed in %s", job.id, stage)
@@ -166,7 +163,7 @@ def run_stage(job_id: str, stage: str, work: Work) -> Outcome:
     stop, job = _enter(job_id, stage)
     if stop is not None or job is None:
         return stop or "missing"
-    settings = get_worker_settings()
+    settings = get_settings()
     claim = state.claim_stage(job_id, stage, settings.worker_lease_seconds, settings.max_stage_attempts)
     if claim == "done":
         return "skipped"
@@ -185,7 +182,7 @@ def run_shard(job_id: str, index: int, work: Callable[[StageContext, int, int], 
     stop, job = _enter(job_id, "craft")
     if stop is not None or job is None:
         return stop or "missing"
-    settings = get_worker_settings()
+    settings = get_settings()
     claim, span = state.claim_shard(job_id, index, settings.worker_lease_seconds, settings.max_stage_attempts)
     if claim == "exhausted" and span is not None:
         return fail_exhausted(job_id, "craft", f"crafting images {span[0]}-{span[1]}", settings.max_stage_attempts)

@@ -1,18 +1,20 @@
 """Celery tasks, one per pipeline stage: a job id in, one pure engine stage, the outcome out.
 
-The engine (torch) is imported inside the tasks only. Each task is safe to deliver twice:
-``worker.runner`` skips finished or busy work, and the engine stages skip existing outputs.
+The engine's stages (torch) are imported inside the tasks only, so that the worker starts (and
+forks its task processes) without torch. Each task is safe to deliver twice: ``worker.runner``
+skips finished or busy work, and the engine stages skip existing outputs.
 """
 
 from typing import Any
 
 from celery import Task
 
+from app.core.config import get_settings
+from app.jobs.plan import TASK_NAMES
+from app.jobs.task_queue import celery_app
 from worker import runner
-from worker.celery_app import celery_app
-from worker.device import task_device
-from worker.plan import TASK_NAMES
 from worker.runner import StageContext
+from worker.task_device import task_device
 
 # The API may send the first task a moment before its transaction that created the job commits.
 MISSING_JOB_RETRIES = 10
@@ -23,8 +25,7 @@ def ingest_task(self: Task, job_id: str) -> str:
     """Extract and validate the upload, build the working set; store the dataset summary."""
 
     def work(ctx: StageContext) -> dict[str, Any]:
-        from app.core.config import get_settings
-        from engine import stages
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         index = stages.ingest(
             ctx.dir,
@@ -46,7 +47,7 @@ def train_task(job_id: str) -> str:
     """Train the surrogate and save its checkpoints."""
 
     def work(ctx: StageContext) -> None:
-        from engine import stages
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         stages.train(ctx.dir, ctx.cfg, ctx.progress, device=task_device())
 
@@ -55,14 +56,13 @@ def train_task(job_id: str) -> str:
 
 @celery_app.task(name=TASK_NAMES["means"])
 def means_task(job_id: str) -> str:
-    """Class-mean features of every checkpoint, then the crafting shards are planned."""
+    """Class-mean features of every checkpoint (the crafting shards are planned when the next
+    stage is sent: ``app.jobs.dispatch``)."""
 
     def work(ctx: StageContext) -> None:
-        from engine import stages
-        from worker import state
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         stages.means(ctx.dir, ctx.cfg, ctx.progress, device=task_device())
-        state.create_shards(ctx.job_id, stages.plan_shards(ctx.dir, ctx.cfg))
 
     return runner.run_stage(job_id, "means", work)
 
@@ -72,7 +72,7 @@ def craft_shard_task(job_id: str, shard_index: int) -> str:
     """Craft the perturbations of one shard of images."""
 
     def work(ctx: StageContext, start: int, stop: int) -> None:
-        from engine import stages
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         stages.craft_shard(ctx.dir, ctx.cfg, start, stop, ctx.progress, device=task_device())
 
@@ -84,7 +84,7 @@ def evaluate_task(job_id: str) -> str:
     """Measure the protection (victims trained on clean vs protected images); store the metrics."""
 
     def work(ctx: StageContext) -> dict[str, Any]:
-        from engine import stages
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         return {"metrics": stages.evaluate(ctx.dir, ctx.cfg, ctx.progress, device=task_device())}
 
@@ -96,7 +96,7 @@ def package_task(job_id: str) -> str:
     """Write the protected zip (manifest, report) and the previews."""
 
     def work(ctx: StageContext) -> None:
-        from engine import stages
+        from engine import stages  # torch loads in the task process, not at worker start-up
 
         report = {"job": {"id": ctx.job_id, "preset": ctx.params.get("preset")}}
         stages.package(ctx.dir, ctx.cfg, report, ctx.progress)

@@ -1,15 +1,21 @@
-"""Service settings from ``SEPGUARD_*`` environment variables, shared by the API, Celery and Alembic."""
+"""The service's one settings surface: every ``SEPGUARD_*`` environment variable of the API, the
+workers, the command line and Alembic is a field of ``Settings`` (the README's settings table
+lists them all with their defaults).
+
+The engine imports nothing of the service, so the three variables that tune its kernels
+(``SEPGUARD_AUTOCAST``, ``SEPGUARD_CHANNELS_LAST``, ``SEPGUARD_FOLD_BN``) are read by
+``engine.device`` itself; they are listed in the same table.
+"""
 
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from engine.dataset import Limits
+from engine.archive import Limits
 
 
 class Settings(BaseSettings):
@@ -47,6 +53,27 @@ class Settings(BaseSettings):
     validation_workers: int = Field(default=2, gt=0)  # uploads extracted and checked at the same time
     broker_check_timeout: float = Field(default=2.0, gt=0)
 
+    # --- workers ---
+    # Torch threads per task process; default: CPU cores divided by the worker's concurrency.
+    torch_threads: int | None = Field(default=None, gt=0)
+    # A running job whose heartbeat is older than this is presumed orphaned (its worker died)
+    # and its unfinished stage or shards are sent again. Heartbeats are written every lease/4 s.
+    worker_lease_seconds: float = Field(default=120.0, gt=0)
+    # A job with no running work and no heartbeat for this many leases is presumed to have lost
+    # its next task (e.g. the broker was down when it was sent) and that task is sent again.
+    idle_lease_factor: float = Field(default=10.0, ge=1)
+    # How often a worker looks for orphaned jobs (default: every half lease).
+    sweep_interval_seconds: float | None = Field(default=None, gt=0)
+    # Redis: how long a delivered but unacknowledged task stays invisible before the broker
+    # hands it out again. It must exceed the longest stage (training on a big set), else a
+    # running stage would be started twice; crashed workers are recovered by the lease sweep.
+    broker_visibility_timeout: int = Field(default=12 * 3600, gt=0)
+    # At most one progress write per job and process every this many seconds.
+    progress_interval_seconds: float = Field(default=1.0, gt=0)
+    # A stage or crafting shard that keeps killing its worker (out of memory...) fails the job
+    # after this many starts.
+    max_stage_attempts: int = Field(default=3, gt=0)
+
     @property
     def data_path(self) -> Path:
         """The data directory as an absolute path."""
@@ -67,10 +94,18 @@ class Settings(BaseSettings):
         """Where each job's files live: ``<data dir>/jobs/<job id>/``."""
         return self.data_path / "jobs"
 
-    def limits(self) -> "Limits":
-        """The dataset limits for ``engine.dataset.open_dataset``."""
-        from engine.dataset import Limits
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Interval of the liveness heartbeat written by running tasks and by every worker."""
+        return max(0.5, self.worker_lease_seconds / 4)
 
+    @property
+    def sweep_seconds(self) -> float:
+        """Interval of the orphaned-job sweep."""
+        return self.sweep_interval_seconds or max(1.0, self.worker_lease_seconds / 2)
+
+    def limits(self) -> Limits:
+        """The dataset limits for ``engine.dataset.open_dataset``."""
         return Limits(
             max_upload_bytes=self.max_upload_bytes,
             max_uncompressed_bytes=self.max_uncompressed_bytes,
@@ -85,10 +120,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing the environment)."""
     return Settings()
-
-
-def __getattr__(name: str) -> Any:
-    """``app.core.config.settings`` is the current ``get_settings()``."""
-    if name == "settings":
-        return get_settings()
-    raise AttributeError(name)

@@ -158,7 +158,7 @@ def test_serve_prints_a_login_url_once_and_serves_the_api(tmp_path: Path) -> Non
 
 
 def test_serve_starts_a_worker_and_stops_it(tmp_path: Path) -> None:
-    pytest.importorskip("worker.celery_app")
+    pytest.importorskip("worker.main")
     server = Server(tmp_path)
     try:
         server.read_until(r"login#code=")

@@ -91,7 +91,7 @@ def test_compose_commands_exist() -> None:
         assert_cli_accepts(step)
     assert_cli_accepts(services["worker"]["command"])
     flower = services["flower"]["command"]
-    assert flower[:3] == ["celery", "-A", "worker.celery_app"] and "flower" in flower
+    assert flower[:3] == ["celery", "-A", "app.jobs.task_queue"] and "flower" in flower
     assert services["worker"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 

@@ -18,6 +18,7 @@ from app.core.db import session_scope
 from app.db_models import Job
 from engine.errors import LimitExceeded
 from tests.app.helpers import assert_nothing_left, bearer, dataset_zip, job_count, png_bytes, zip_bytes
+from tests.app.jobs.conftest import queued_messages
 from tests.conftest import reload_settings
 
 JOBS = "/api/v1/jobs"
@@ -82,7 +83,8 @@ def test_valid_upload_is_queued(client: TestClient, tokens: dict[str, str], data
     assert json.loads(storage.job_dir(job["id"]).index.read_text())["root"] == "dataset"
     with session_scope() as session:
         row = session.get(Job, job["id"])
-        assert row is not None and row.celery_task_id
+        assert row is not None and row.status == "queued"
+    assert [(name, args) for _, name, args in queued_messages(data_dir)] == [("sepguard.ingest", [job["id"]])]
     listed = client.get(JOBS, headers=bearer(tokens["alice"])).json()
     assert [j["id"] for j in listed["items"]] == [job["id"]]
 

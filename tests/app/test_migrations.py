@@ -37,6 +37,7 @@ def tables(url: str) -> set[str]:
 
 
 def check_upgrade_and_downgrade(url: str) -> None:
+    check_upgrade_keeps_jobs(url)
     upgrade_database(url)
     assert tables(url) >= {"owners", "api_tokens", "jobs", "job_stages", "job_shards", "alembic_version"}
     assert schema_diff(url) == []
@@ -75,6 +76,45 @@ def check_round_trip(url: str) -> None:
             assert session.scalar(select(func.count()).select_from(JobShard)) == 0
     finally:
         engine.dispose()
+
+
+def check_upgrade_keeps_jobs(url: str) -> None:
+    """A job written before the last migrations keeps its stages and shards through them (a
+    table copied and dropped with foreign keys on would cascade-delete them)."""
+    upgrade_database(url, "0003")
+    engine = make_engine(url)
+    now = {"t": datetime.now(UTC)}
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO owners (id, name, is_admin, created_at) VALUES (1, 'o', false, :t)"), now
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, owner_id, status, progress, params, created_at, updated_at, celery_task_id, "
+                    "cancel_requested) VALUES ('j', 1, 'running', 0.5, '{}', :t, :t, 'j-ingest', false)"
+                ),
+                now,
+            )
+            connection.execute(
+                text("INSERT INTO job_stages (job_id, name, status, progress) VALUES ('j', 'train', 'done', 1)")
+            )
+            connection.execute(
+                text("INSERT INTO job_shards (job_id, \"index\", start, stop, status) VALUES ('j', 0, 0, 8, 'done')")
+            )
+        upgrade_database(url)
+        assert "celery_task_id" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT status FROM jobs WHERE id = 'j'")) == "running"
+            assert connection.scalar(text("SELECT count(*) FROM job_stages WHERE job_id = 'j'")) == 1
+            assert connection.scalar(text("SELECT count(*) FROM job_shards WHERE job_id = 'j'")) == 1
+    finally:
+        engine.dispose()
+    from alembic import command
+
+    from app.core.db import alembic_config
+
+    command.downgrade(alembic_config(url), "base")
 
 
 def test_sqlite(tmp_path: Path) -> None:

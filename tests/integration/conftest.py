@@ -66,8 +66,8 @@ class Stack:
         return proc
 
     def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        """A real ``celery -A worker.celery_app worker``."""
-        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=info"]
+        """A real ``celery -A worker.main worker``."""
+        argv = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=info"]
         argv += [f"--concurrency={concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle"]
         argv += [f"--hostname=w{uuid.uuid4().hex[:6]}@%h"]
         return self.spawn("worker", argv)

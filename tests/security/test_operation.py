@@ -131,7 +131,6 @@ def test_broker_down_tells_clients_words_and_the_log_details(
 
 def test_env_file_is_read_only_when_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from app.core.config import Settings
-    from worker.settings import WorkerSettings
 
     (tmp_path / ".env").write_text("SEPGUARD_MAX_FILES=7\nSEPGUARD_WORKER_LEASE_SECONDS=9\n")
     monkeypatch.chdir(tmp_path)
@@ -139,10 +138,10 @@ def test_env_file_is_read_only_when_named(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("SEPGUARD_WORKER_LEASE_SECONDS", raising=False)
     monkeypatch.delenv("SEPGUARD_ENV_FILE", raising=False)
     assert Settings().max_files == 200_000  # a .env in the current folder is ignored
-    assert WorkerSettings().worker_lease_seconds == 120
+    assert Settings().worker_lease_seconds == 120
     monkeypatch.setenv("SEPGUARD_ENV_FILE", str(tmp_path / ".env"))
     assert Settings().max_files == 7
-    assert WorkerSettings().worker_lease_seconds == 9
+    assert Settings().worker_lease_seconds == 9
 
 
 # 14. API docs from the project itself --------------------------------------------------------------

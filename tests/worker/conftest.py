@@ -1,8 +1,6 @@
-"""Fixtures for the worker tests (``data_dir`` comes from tests/conftest.py): helpers to create
-jobs and run what the pipeline queued."""
+"""Fixtures for the worker tests: jobs made as the API makes them (tests/app/jobs/conftest.py),
+and ``drain`` to run what the pipeline queued."""
 
-import base64
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -10,48 +8,10 @@ from typing import Any
 
 import pytest
 
-from app.core.db import session_scope
-from app.db_models import Job, Owner, new_job_id
-from app.storage import job_dir
-from tests.worker.helpers import job_params, write_sample_zip
-from worker.celery_app import celery_app
+from tests.app.jobs.conftest import make_job, queued, queued_messages
+from worker.main import celery_app
 
-
-@pytest.fixture
-def make_job(data_dir: Path) -> Callable[..., str]:
-    """Create a queued job with an uploaded sample dataset, as the API does."""
-
-    def make(n: int = 32, classes: int = 4, **overrides: Any) -> str:
-        job_id = new_job_id()
-        write_sample_zip(job_dir(job_id).upload(), n, classes)
-        with session_scope() as s:
-            owner = s.query(Owner).filter_by(name="tester").first()
-            if owner is None:
-                owner = Owner(name="tester")
-                s.add(owner)
-                s.flush()
-            s.add(Job(id=job_id, owner_id=owner.id, status="queued", params=job_params(**overrides)))
-        return job_id
-
-    return make
-
-
-def queued_messages(data_dir: Path) -> list[tuple[int, str, list[Any]]]:
-    """(row id, task name, args) of every message waiting in the SQLite broker, oldest first."""
-    path = data_dir / "broker.sqlite"
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT id, payload FROM kombu_message WHERE visible = 1 ORDER BY id").fetchall()
-    out = []
-    for row_id, payload in rows:
-        msg = json.loads(payload)
-        raw = msg["body"]
-        if msg.get("properties", {}).get("body_encoding") == "base64":
-            raw = base64.b64decode(raw)
-        body = json.loads(raw)
-        out.append((row_id, msg["headers"]["task"], list(body[0])))
-    return out
+__all__ = ["make_job", "queued"]  # fixtures shared with the job tests
 
 
 def run_queued(data_dir: Path, count: int | None = None) -> list[tuple[str, list[Any], str]]:
@@ -75,8 +35,3 @@ def run_queued(data_dir: Path, count: int | None = None) -> list[tuple[str, list
 def drain(data_dir: Path) -> Callable[..., list[tuple[str, list[Any], str]]]:
     """``drain()`` runs every queued task (and those they queue); ``drain(n)`` runs n."""
     return lambda count=None: run_queued(data_dir, count)
-
-
-@pytest.fixture
-def queued(data_dir: Path) -> Callable[[], list[tuple[int, str, list[Any]]]]:
-    return lambda: queued_messages(data_dir)

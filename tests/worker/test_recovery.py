@@ -8,8 +8,9 @@ import pytest
 
 from app.core.db import session_scope
 from app.db_models import Job, JobShard, utcnow
+from app.jobs import state
 from tests.conftest import reload_settings as reload
-from worker import recovery, state
+from worker import recovery
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,14 @@ from typing import Any
 
 from app.core.db import session_scope
 from app.db_models import Job, JobShard, JobStage
+from app.jobs import state
+from app.jobs.dispatch import submit_job
+from app.jobs.plan import plan_shards
 from app.storage import job_dir
+from engine import stages
+from engine.config import ProtectConfig
 from tests.worker.helpers import check_protected_zip
-from worker import runner, state, tasks
-from worker.pipeline import submit_job
+from worker import runner, tasks
 from worker.runner import StageContext
 
 Drain = Callable[..., list[tuple[str, list[Any], str]]]
@@ -116,7 +120,7 @@ def test_a_shard_that_keeps_killing_its_worker_fails_the_job(make_job: Callable[
 
 def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Callable[..., str]) -> None:
     job_id = make_job()
-    job_dir(job_id).working.write_bytes(b"partial")
+    (job_dir(job_id).working).write_bytes(b"partial")
     calls = 0
 
     def work(ctx: StageContext) -> None:
@@ -132,8 +136,8 @@ def test_cancel_inside_a_stage_stops_it_and_removes_partial_files(make_job: Call
     assert runner.run_stage(job_id, "train", work) == "cancelled"
     job = job_row(job_id)
     assert job.status == "cancelled" and job.finished_at is not None
-    assert not job_dir(job_id).working.exists()
-    assert job_dir(job_id).upload().exists()
+    assert not (job_dir(job_id).working).exists()
+    assert (job_dir(job_id).upload()).exists()
 
 
 def test_a_cancelled_job_runs_no_further_stage(make_job: Callable[..., str], drain: Drain) -> None:
@@ -176,3 +180,15 @@ def test_measured_protection_is_stored_and_reported(make_job: Callable[..., str]
     with zipfile.ZipFile(job_dir(job_id).result) as z:
         report = json.loads(z.read("report.json"))
     assert report["evaluation"] == job.metrics
+
+
+def test_the_planned_shards_are_the_engines(make_job: Callable[..., str], drain: Drain) -> None:
+    """Crafting is planned from the job's row, packaging from its index: the ranges must agree."""
+    job_id = make_job(n=40, classes=4)
+    submit_job(job_id)
+    assert drain(1) == [("sepguard.ingest", [job_id], "done")]
+    job = job_row(job_id)
+    for shard_size, craft_batch in ((16, 16), (24, 8), (40, 16), (8, 16), (512, 256)):
+        params = {**job.params, "shard_size": shard_size, "craft_batch": craft_batch}
+        expected = stages.plan_shards(job_dir(job_id), ProtectConfig.from_dict(params))
+        assert plan_shards(params, job.dataset_summary["num_images"]) == expected

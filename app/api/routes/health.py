@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.api.deps import SettingsDep
 from app.core.config import Settings
 from app.core.db import get_engine
+from app.jobs.presence import live_workers
 from app.schemas import Health, HealthPart
 
 router = APIRouter(tags=["health"])
@@ -61,12 +62,9 @@ def check_storage(settings: Settings) -> HealthPart:
         return part("storage", exc)
 
 
-def count_workers() -> int:
+def count_workers(settings: Settings) -> int:
     """Workers that showed they were alive within the last lease."""
-    from worker.presence import live_workers
-    from worker.settings import get_worker_settings
-
-    return live_workers(get_worker_settings().worker_lease_seconds)
+    return live_workers(settings.worker_lease_seconds)
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "A part is down"}})
@@ -77,7 +75,7 @@ def healthz(settings: SettingsDep) -> JSONResponse:
         database=check_database(),
         broker=check_broker(settings),
         storage=check_storage(settings),
-        workers=count_workers(),
+        workers=count_workers(settings),
     )
     ok = health.database.ok and health.broker.ok and health.storage.ok and health.workers > 0
     health.status = "ok" if ok else "degraded"

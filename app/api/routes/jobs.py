@@ -15,7 +15,8 @@ from app import crud, storage
 from app.api import presenters
 from app.api.deps import AuthFirstRoute, CurrentOwner, SessionDep, SettingsDep
 from app.api.presenters import user_message
-from app.db_models import Job, Owner, new_job_id, utcnow
+from app.db_models import Job, Owner, new_job_id
+from app.jobs.dispatch import BrokerUnavailable, cancel_job, submit_job
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
 
@@ -86,10 +87,6 @@ def check_active_jobs(session: SessionDep, owner: Owner, limit: int) -> None:
 def submit(job_id: str) -> str:
     """Queue the job's pipeline; raises HTTPException 503 when the queue is unreachable."""
     try:
-        from worker.pipeline import BrokerUnavailable, submit_job
-    except ImportError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is not available") from exc
-    try:
         return submit_job(job_id)
     except BrokerUnavailable as exc:
         log.warning("job %s not queued: %s", job_id, exc)
@@ -97,18 +94,8 @@ def submit(job_id: str) -> str:
 
 
 def request_cancel(session: SessionDep, job: Job) -> None:
-    """Cancel through the pipeline (a queued job ends at once, a running one is asked to stop and
-    its tasks end it); without the pipeline, mark the job cancelled here."""
-    try:
-        from worker.pipeline import cancel_job
-    except ImportError:
-        job.cancel_requested = True
-        job.status = "cancelled"
-        job.eta_seconds = None
-        job.finished_at = utcnow()
-        session.commit()
-        storage.remove_partial_files(job.id)
-        return
+    """Cancel through the pipeline: a queued job ends at once, a running one is asked to stop and
+    its tasks end it."""
     session.commit()
     cancel_job(job.id)
 
@@ -162,8 +149,7 @@ async def create_job(
         job = Job(id=job_id, owner_id=owner.id, status="queued", params=params, dataset_summary=summary)
         session.add(job)
         session.commit()
-        job.celery_task_id = await run_in_threadpool(submit, job_id)
-        session.commit()
+        await run_in_threadpool(submit, job_id)
     except BaseException as exc:
         session.rollback()
         if job is not None:

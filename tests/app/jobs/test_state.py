@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from app.core.db import session_scope
 from app.db_models import Job, JobShard, JobStage, utcnow
-from worker import state
-from worker.plan import stage_order
+from app.jobs import state
+from app.jobs.plan import stage_order
 
 LEASE = 60.0
 

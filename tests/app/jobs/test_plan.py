@@ -2,8 +2,8 @@
 
 import pytest
 
+from app.jobs.plan import next_stage, plan_shards, progress_before, stage_order, stage_weights, task_id
 from tests.worker.helpers import job_params
-from worker.plan import next_stage, progress_before, stage_order, stage_weights, task_id
 
 
 def test_order_puts_evaluation_before_packaging_only_when_asked() -> None:
@@ -41,3 +41,10 @@ def test_next_stage_is_the_first_not_done() -> None:
 def test_task_ids_are_deterministic() -> None:
     assert task_id("a" * 32, "train") == "a" * 32 + "-train"
     assert task_id("a" * 32, "craft", 3) == "a" * 32 + "-craft-3"
+
+
+def test_shards_are_whole_crafting_batches() -> None:
+    assert plan_shards(job_params(shard_size=16, craft_batch=16), 40) == [(0, 16), (16, 32), (32, 40)]
+    assert plan_shards(job_params(shard_size=40, craft_batch=16), 70) == [(0, 32), (32, 64), (64, 70)]
+    assert plan_shards(job_params(shard_size=8, craft_batch=16), 20) == [(0, 8), (8, 16), (16, 20)]
+    assert plan_shards(job_params(), 0) == []

@@ -1,4 +1,4 @@
-"""What the API calls: submitting and cancelling jobs, and sending the next stage."""
+"""Sending a job's tasks: submitting and cancelling (what the API calls), and the next stage."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -8,10 +8,10 @@ import pytest
 
 from app.core.db import session_scope
 from app.db_models import Job
+from app.jobs import state
+from app.jobs.dispatch import BrokerUnavailable, cancel_job, dispatch_next, submit_job
 from app.storage import job_dir
 from tests.conftest import reload_settings as reload
-from worker import state
-from worker.pipeline import BrokerUnavailable, cancel_job, dispatch_next, submit_job
 
 
 def status(job_id: str) -> str:
@@ -36,10 +36,10 @@ def test_submit_without_a_broker_raises(make_job: Callable[..., str], monkeypatc
 
 def test_cancel_a_queued_job_ends_it_at_once(make_job: Callable[..., str], data_dir: Path) -> None:
     job_id = make_job()
-    job_dir(job_id).checkpoints.write_bytes(b"partial")
+    (job_dir(job_id).checkpoints).write_bytes(b"partial")
     cancel_job(job_id)
     assert status(job_id) == "cancelled"
-    assert not job_dir(job_id).checkpoints.exists()
+    assert not (job_dir(job_id).checkpoints).exists()
     cancel_job(job_id)  # again: nothing happens
     assert status(job_id) == "cancelled"
 
@@ -47,12 +47,12 @@ def test_cancel_a_queued_job_ends_it_at_once(make_job: Callable[..., str], data_
 def test_cancel_a_running_job_asks_its_tasks(make_job: Callable[..., str]) -> None:
     job_id = make_job()
     state.start_job(job_id)
-    job_dir(job_id).working.write_bytes(b"in use")
+    (job_dir(job_id).working).write_bytes(b"in use")
     cancel_job(job_id)
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job.status == "running" and job.cancel_requested
-    assert job_dir(job_id).working.exists()  # the running task removes it when it stops
+    assert (job_dir(job_id).working).exists()  # the running task removes it when it stops
 
 
 def test_dispatch_sends_only_unfinished_shards(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:
@@ -78,3 +78,31 @@ def test_dispatch_after_the_last_stage_sends_the_finaliser(make_job: Callable[..
     assert dispatch_next(job_id) == [f"{job_id}-finalize"]
     state.finish_job(job_id)
     assert dispatch_next(job_id) == []
+
+
+def test_the_shards_are_planned_when_crafting_is_reached(
+    make_job: Callable[..., str], queued: Callable[[], list[Any]]
+) -> None:
+    job_id = make_job(shard_size=16, craft_batch=16)
+    state.start_job(job_id)
+    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
+    state.finish_stage(job_id, "ingest", {"dataset_summary": {"num_images": 40}})  # the usable images
+    state.finish_stage(job_id, "train")
+    assert dispatch_next(job_id) == [f"{job_id}-means"]
+    assert state.shard_images(job_id) == (0, 0)  # not planned yet
+    state.finish_stage(job_id, "means")
+    assert dispatch_next(job_id) == [f"{job_id}-craft-0", f"{job_id}-craft-1", f"{job_id}-craft-2"]
+    assert state.shard_images(job_id) == (0, 40)
+    assert dispatch_next(job_id) == [f"{job_id}-craft-0", f"{job_id}-craft-1", f"{job_id}-craft-2"]  # same plan
+    assert [args for _, _, args in queued()][1:4] == [[job_id, 0], [job_id, 1], [job_id, 2]]
+
+
+def test_a_job_without_images_to_craft_fails(make_job: Callable[..., str]) -> None:
+    job_id = make_job()
+    state.start_job(job_id)
+    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
+    state.finish_stage(job_id, "ingest", {"dataset_summary": {"num_images": 0}})
+    state.finish_stage(job_id, "train")
+    state.finish_stage(job_id, "means")
+    assert dispatch_next(job_id) == []
+    assert status(job_id) == "failed"

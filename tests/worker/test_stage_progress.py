@@ -8,8 +8,8 @@ import pytest
 
 from app.core.db import session_scope
 from app.db_models import Job, JobStage, utcnow
-from worker import state
-from worker.progress import StageProgress, StopFlag, estimate_eta, heartbeat
+from app.jobs import state
+from worker.stage_progress import JobCancelled, JobStopped, StageProgress, StopFlag, estimate_eta, heartbeat
 
 
 class FakeClock:
@@ -65,9 +65,9 @@ def test_cancel_request_stops_at_the_next_write(make_job: Callable[..., str]) ->
     progress("train", 1, 10)
     state.request_cancel(job_id)
     clock.now = 2.0
-    with pytest.raises(state.JobCancelled):
+    with pytest.raises(JobCancelled):
         progress("train", 2, 10)
-    with pytest.raises(state.JobCancelled):
+    with pytest.raises(JobCancelled):
         progress("train", 3, 10)  # every later callback raises at once
 
 
@@ -76,9 +76,9 @@ def test_a_job_that_failed_elsewhere_stops_too(make_job: Callable[..., str]) -> 
     flag = StopFlag()
     progress = StageProgress(job_id, "train", 0.0, 1.0, None, flag, interval=0.0)
     state.fail_job(job_id, "train", "a shard failed")
-    with pytest.raises(state.JobStopped) as err:
+    with pytest.raises(JobStopped) as err:
         progress("train", 1, 2)
-    assert not isinstance(err.value, state.JobCancelled)
+    assert not isinstance(err.value, JobCancelled)
 
 
 def test_heartbeat_keeps_the_lease_and_sees_the_cancel(make_job: Callable[..., str]) -> None:
@@ -103,5 +103,5 @@ def test_heartbeat_keeps_the_lease_and_sees_the_cancel(make_job: Callable[..., s
         assert state.request_cancel(job_id) == "requested"
         wait_for(lambda: flag.is_set)
     assert flag.is_set and flag.cancelled
-    with pytest.raises(state.JobCancelled):
+    with pytest.raises(JobCancelled):
         flag.check()

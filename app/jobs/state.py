@@ -16,22 +16,15 @@ from typing import Any, Literal
 from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.core import db
+from app.core.config import get_settings
 from app.core.db import session_scope
-from app.db_models import FINISHED_STATUSES, Job, JobShard, JobStage, utcnow
+from app.db_models import Job, JobShard, JobStage, JobStatus, ShardStatus, StageStatus, utcnow
+from app.storage import remove_partial_files as remove_job_partial_files
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running")
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 Claim = Literal["run", "done", "busy", "stopped", "missing", "exhausted"]
-
-
-class JobStopped(Exception):
-    """The job is no longer running (it failed elsewhere or was cancelled): stop working on it."""
-
-
-class JobCancelled(JobStopped):
-    """The user asked to cancel the job."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +36,7 @@ class JobInfo:
     params: dict[str, Any]
     cancel_requested: bool
     started_at: datetime | None
-
-
-def reset_db_after_fork() -> None:
-    """Forget the parent's pooled connections in a forked worker process (without closing them)."""
-    for engine in list(getattr(db, "_engines", {}).values()):
-        engine.dispose(close=False)
+    num_images: int  # from the dataset summary: the usable images once the ingest stage is done
 
 
 def _update(session: Any, stmt: Any) -> int:
@@ -61,7 +49,8 @@ def load_job(job_id: str) -> JobInfo | None:
         job = s.get(Job, job_id)
         if job is None:
             return None
-        return JobInfo(job.id, job.status, dict(job.params or {}), bool(job.cancel_requested), job.started_at)
+        images = int((job.dataset_summary or {}).get("num_images", 0))
+        return JobInfo(job.id, job.status, dict(job.params or {}), bool(job.cancel_requested), job.started_at, images)
 
 
 def lease_threshold(lease_seconds: float) -> datetime:
@@ -78,7 +67,7 @@ def ensure_stage_rows(job_id: str, stages: list[str]) -> None:
         return
     try:
         with session_scope() as s:
-            s.add_all(JobStage(job_id=job_id, name=name, status="pending", progress=0.0) for name in missing)
+            s.add_all(JobStage(job_id=job_id, name=name, status=StageStatus.PENDING, progress=0.0) for name in missing)
     except IntegrityError:
         pass  # another task created them
 
@@ -91,7 +80,7 @@ def start_job(job_id: str) -> Claim:
             s,
             update(Job)
             .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.cancel_requested.is_(False))
-            .values(status="running", started_at=func.coalesce(Job.started_at, now), updated_at=now),
+            .values(status=JobStatus.RUNNING, started_at=func.coalesce(Job.started_at, now), updated_at=now),
         )
         if n:
             return "run"
@@ -116,9 +105,9 @@ def claim_stage(job_id: str, stage: str, lease_seconds: float, max_attempts: int
     now = utcnow()
     with session_scope() as s:
         row = s.scalars(select(JobStage).where(JobStage.job_id == job_id, JobStage.name == stage)).one()
-        if row.status == "done":
+        if row.status == StageStatus.DONE:
             return "done"
-        if row.status == "running" and not _take_over_if_stale(job_id, lease_seconds):
+        if row.status == StageStatus.RUNNING and not _take_over_if_stale(job_id, lease_seconds):
             return "busy"
         attempts = int((row.details or {}).get("attempts", 0)) + 1
         if stage != "craft" and attempts > max_attempts:
@@ -128,7 +117,7 @@ def claim_stage(job_id: str, stage: str, lease_seconds: float, max_attempts: int
             update(JobStage)
             .where(JobStage.id == row.id, JobStage.status == row.status)
             .values(
-                status="running",
+                status=StageStatus.RUNNING,
                 started_at=func.coalesce(JobStage.started_at, now),
                 details={**(row.details or {}), "attempts": attempts},
             ),
@@ -145,8 +134,8 @@ def finish_stage(job_id: str, stage: str, job_values: dict[str, Any] | None = No
         n = _update(
             s,
             update(JobStage)
-            .where(JobStage.job_id == job_id, JobStage.name == stage, JobStage.status != "done")
-            .values(status="done", progress=1.0, finished_at=utcnow()),
+            .where(JobStage.job_id == job_id, JobStage.name == stage, JobStage.status != StageStatus.DONE)
+            .values(status=StageStatus.DONE, progress=1.0, finished_at=utcnow()),
         )
         if n and job_values:
             _update(s, update(Job).where(Job.id == job_id).values(**job_values))
@@ -156,7 +145,9 @@ def finish_stage(job_id: str, stage: str, job_values: dict[str, Any] | None = No
 def done_stages(job_id: str) -> set[str]:
     """Names of the job's finished stages."""
     with session_scope() as s:
-        return set(s.scalars(select(JobStage.name).where(JobStage.job_id == job_id, JobStage.status == "done")))
+        return set(
+            s.scalars(select(JobStage.name).where(JobStage.job_id == job_id, JobStage.status == StageStatus.DONE))
+        )
 
 
 def write_progress(
@@ -206,14 +197,14 @@ def fail_job(job_id: str, stage: str | None, error: str) -> bool:
             s,
             update(Job)
             .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.cancel_requested.is_(False))
-            .values(status="failed", error=error, finished_at=now, eta_seconds=None),
+            .values(status=JobStatus.FAILED, error=error, finished_at=now, eta_seconds=None),
         )
         if n and stage:
             _update(
                 s,
                 update(JobStage)
-                .where(JobStage.job_id == job_id, JobStage.name == stage, JobStage.status != "done")
-                .values(status="failed", finished_at=now),
+                .where(JobStage.job_id == job_id, JobStage.name == stage, JobStage.status != StageStatus.DONE)
+                .values(status=StageStatus.FAILED, finished_at=now),
             )
         return bool(n)
 
@@ -226,14 +217,14 @@ def mark_cancelled(job_id: str) -> bool:
             s,
             update(Job)
             .where(Job.id == job_id, Job.status.in_(ACTIVE))
-            .values(status="cancelled", cancel_requested=True, finished_at=now, eta_seconds=None),
+            .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, eta_seconds=None),
         )
         if n:
             _update(
                 s,
                 update(JobStage)
-                .where(JobStage.job_id == job_id, JobStage.status == "running")
-                .values(status="pending"),
+                .where(JobStage.job_id == job_id, JobStage.status == StageStatus.RUNNING)
+                .values(status=StageStatus.PENDING),
             )
         return bool(n)
 
@@ -241,19 +232,19 @@ def mark_cancelled(job_id: str) -> bool:
 def request_cancel(job_id: str) -> Literal["cancelled", "requested", "finished", "missing"]:
     """The API's cancel: a queued job, or a running one whose worker is gone (heartbeat older
     than the lease), is cancelled at once; a running one is asked to stop."""
-    from worker.settings import get_worker_settings
-
-    lease = get_worker_settings().worker_lease_seconds
+    lease = get_settings().worker_lease_seconds
     now = utcnow()
-    ended = dict(status="cancelled", cancel_requested=True, finished_at=now, eta_seconds=None)
+    ended = dict(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, eta_seconds=None)
     with session_scope() as s:
-        if _update(s, update(Job).where(Job.id == job_id, Job.status == "queued").values(**ended)):
+        if _update(s, update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(**ended)):
             return "cancelled"
-        silent = update(Job).where(Job.id == job_id, Job.status == "running", Job.updated_at < lease_threshold(lease))
+        silent = update(Job).where(
+            Job.id == job_id, Job.status == JobStatus.RUNNING, Job.updated_at < lease_threshold(lease)
+        )
         if _update(s, silent.values(**ended)):
             return "cancelled"
         # Keep updated_at as it is: it is the workers' heartbeat, not a sign of life.
-        asked = update(Job).where(Job.id == job_id, Job.status == "running")
+        asked = update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
         if _update(s, asked.values(cancel_requested=True, updated_at=Job.updated_at)):
             return "requested"
         return "missing" if s.get(Job, job_id) is None else "finished"
@@ -266,8 +257,8 @@ def finish_job(job_id: str) -> Literal["succeeded", "cancelled", "skipped"]:
         n = _update(
             s,
             update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
-            .values(status="succeeded", progress=1.0, eta_seconds=0.0, stage=None, finished_at=now),
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False))
+            .values(status=JobStatus.SUCCEEDED, progress=1.0, eta_seconds=0.0, stage=None, finished_at=now),
         )
         if n:
             return "succeeded"
@@ -287,7 +278,8 @@ def create_shards(job_id: str, ranges: list[tuple[int, int]]) -> None:
     try:
         with session_scope() as s:
             s.add_all(
-                JobShard(job_id=job_id, index=i, start=a, stop=b, status="pending") for i, (a, b) in enumerate(ranges)
+                JobShard(job_id=job_id, index=i, start=a, stop=b, status=ShardStatus.PENDING)
+                for i, (a, b) in enumerate(ranges)
             )
     except IntegrityError:
         pass
@@ -299,7 +291,7 @@ def unfinished_shards(job_id: str) -> list[int]:
         return list(
             s.scalars(
                 select(JobShard.index)
-                .where(JobShard.job_id == job_id, JobShard.status != "done")
+                .where(JobShard.job_id == job_id, JobShard.status != ShardStatus.DONE)
                 .order_by(JobShard.index)
             )
         )
@@ -319,9 +311,9 @@ def claim_shard(
         if shard is None:
             return "missing", None
         span = (shard.start, shard.stop)
-        if shard.status == "done":
+        if shard.status == ShardStatus.DONE:
             return "done", span
-        if shard.status == "running" and not _take_over_if_stale(job_id, lease_seconds):
+        if shard.status == ShardStatus.RUNNING and not _take_over_if_stale(job_id, lease_seconds):
             return "busy", span
         if shard.attempts >= max_attempts:
             return "exhausted", span
@@ -329,15 +321,15 @@ def claim_shard(
             s,
             update(JobShard)
             .where(JobShard.id == shard.id, JobShard.status == shard.status, JobShard.attempts == shard.attempts)
-            .values(status="running", attempts=shard.attempts + 1),
+            .values(status=ShardStatus.RUNNING, attempts=shard.attempts + 1),
         )
         if not n:
             return "busy", span
         _update(
             s,
             update(JobStage)
-            .where(JobStage.job_id == job_id, JobStage.name == "craft", JobStage.status == "pending")
-            .values(status="running", started_at=func.coalesce(JobStage.started_at, now)),
+            .where(JobStage.job_id == job_id, JobStage.name == "craft", JobStage.status == StageStatus.PENDING)
+            .values(status=StageStatus.RUNNING, started_at=func.coalesce(JobStage.started_at, now)),
         )
         _update(s, update(Job).where(Job.id == job_id).values(stage="craft"))
         return "run", span
@@ -349,8 +341,8 @@ def finish_shard(job_id: str, index: int) -> bool:
         _update(
             s,
             update(JobShard)
-            .where(JobShard.job_id == job_id, JobShard.index == index, JobShard.status != "done")
-            .values(status="done", finished_at=utcnow()),
+            .where(JobShard.job_id == job_id, JobShard.index == index, JobShard.status != ShardStatus.DONE)
+            .values(status=ShardStatus.DONE, finished_at=utcnow()),
         )
     if unfinished_shards(job_id):
         return False
@@ -365,8 +357,8 @@ def release_shard(job_id: str, index: int) -> None:
         _update(
             s,
             update(JobShard)
-            .where(JobShard.job_id == job_id, JobShard.index == index, JobShard.status == "running")
-            .values(status="pending", attempts=case((JobShard.attempts > 0, JobShard.attempts - 1), else_=0)),
+            .where(JobShard.job_id == job_id, JobShard.index == index, JobShard.status == ShardStatus.RUNNING)
+            .values(status=ShardStatus.PENDING, attempts=case((JobShard.attempts > 0, JobShard.attempts - 1), else_=0)),
         )
 
 
@@ -387,8 +379,12 @@ def stale_jobs(lease_seconds: float, idle_after_seconds: float | None = None) ->
     and no heartbeat for that long (their next task was lost, e.g. the broker was down when it
     was sent), and not sooner: until then they may simply be waiting in the queue."""
     threshold = lease_threshold(lease_seconds)
-    running_stage = select(JobStage.id).where(JobStage.job_id == Job.id, JobStage.status == "running").exists()
-    running_shard = select(JobShard.id).where(JobShard.job_id == Job.id, JobShard.status == "running").exists()
+    running_stage = (
+        select(JobStage.id).where(JobStage.job_id == Job.id, JobStage.status == StageStatus.RUNNING).exists()
+    )
+    running_shard = (
+        select(JobShard.id).where(JobShard.job_id == Job.id, JobShard.status == ShardStatus.RUNNING).exists()
+    )
     cond = (Job.updated_at < threshold) & (running_stage | running_shard)
     if idle_after_seconds is not None:
         cond = cond | (Job.updated_at < lease_threshold(idle_after_seconds))
@@ -412,21 +408,24 @@ def claim_orphan(job_id: str, lease_seconds: float) -> bool:
             return False
         _update(
             s,
-            update(JobStage).where(JobStage.job_id == job_id, JobStage.status == "running").values(status="pending"),
+            update(JobStage)
+            .where(JobStage.job_id == job_id, JobStage.status == StageStatus.RUNNING)
+            .values(status=StageStatus.PENDING),
         )
         _update(
             s,
-            update(JobShard).where(JobShard.job_id == job_id, JobShard.status == "running").values(status="pending"),
+            update(JobShard)
+            .where(JobShard.job_id == job_id, JobShard.status == ShardStatus.RUNNING)
+            .values(status=ShardStatus.PENDING),
         )
         return True
 
 
 def is_finished(status: str) -> bool:
-    return status in FINISHED_STATUSES
+    """Whether a job with this status has ended."""
+    return JobStatus(status).finished
 
 
 def remove_partial_files(job_id: str) -> None:
     """Delete a stopped job's intermediate and result files (the upload and index stay)."""
-    from app.storage import remove_partial_files as remove
-
-    remove(job_id)
+    remove_job_partial_files(job_id)

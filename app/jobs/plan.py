@@ -1,6 +1,7 @@
-"""The shape of a job's pipeline: which stages run, in what order, and how much each weighs.
+"""The shape of a job's pipeline: which stages run, in what order, how much each weighs, and
+how crafting is split into shards.
 
-Torch-free on purpose: the API imports it (through ``worker.pipeline``) to submit jobs.
+Torch-free on purpose: the API imports it (through ``app.jobs.dispatch``) to submit jobs.
 """
 
 from typing import Any
@@ -78,6 +79,18 @@ def progress_before(params: dict[str, Any], stage: str) -> float:
             break
         total += weights[s]
     return total
+
+
+def plan_shards(params: dict[str, Any], num_images: int) -> list[tuple[int, int]]:
+    """Image ranges [start, stop) of the crafting shards of ``num_images`` images.
+
+    The same ranges as ``engine.stages.plan_shards`` (which reads the job's index, and whose
+    module loads torch): shards are whole multiples of the crafting batch, so sharded crafting
+    sees exactly the batches (and random draws) of a single pass.
+    """
+    cfg = ProtectConfig.from_dict(params)
+    size = max(cfg.craft_batch, (cfg.shard_size // cfg.craft_batch) * cfg.craft_batch)
+    return [(lo, min(num_images, lo + size)) for lo in range(0, num_images, size)]
 
 
 def task_id(job_id: str, stage: str, shard: int | None = None) -> str:

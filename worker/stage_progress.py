@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from app.db_models import utcnow
-from worker import state
+from app.db_models import JobStatus, utcnow
+from app.jobs import state
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,14 @@ def estimate_eta(started_at: datetime | None, overall: float, now: datetime | No
     return max(0.0, elapsed * (1.0 - overall) / overall)
 
 
+class JobStopped(Exception):
+    """The job is no longer running (it failed elsewhere or was cancelled): stop working on it."""
+
+
+class JobCancelled(JobStopped):
+    """The user asked to cancel the job."""
+
+
 class StopFlag:
     """Set when the job must stop; raising happens in the working thread, at the next callback."""
 
@@ -47,16 +55,16 @@ class StopFlag:
             self._event.set()
             return
         cancel_requested, status = seen
-        if cancel_requested or status == "cancelled":
+        if cancel_requested or status == JobStatus.CANCELLED:
             self.cancelled = True
             self._event.set()
-        elif status != "running":
+        elif status != JobStatus.RUNNING:
             self._event.set()
 
     def check(self) -> None:
         """Raise if the job must stop."""
         if self._event.is_set():
-            raise state.JobCancelled("cancelled") if self.cancelled else state.JobStopped("the job ended")
+            raise JobCancelled("cancelled") if self.cancelled else JobStopped("the job ended")
 
     @property
     def is_set(self) -> bool:

@@ -1,6 +1,7 @@
-"""Submitting and cancelling jobs: what the API calls. Importable without torch.
+"""Sending a job's tasks: submitting and cancelling (what the API calls), and the next stage
+once one is done (what the workers call). Torch-free.
 
-Stage tasks are sent by name, so this module never imports ``worker.tasks``. Task ids are
+Stage tasks are sent by name, so nothing here imports the worker's tasks. Task ids are
 deterministic (``<job id>-<stage>[-<shard>]``): every task of a job can be revoked without
 storing their ids.
 """
@@ -8,8 +9,9 @@ storing their ids.
 import logging
 from collections.abc import Iterable
 
-from worker.celery_app import celery_app
-from worker.plan import TASK_NAMES, task_id
+from app.jobs import state
+from app.jobs.plan import TASK_NAMES, next_stage, plan_shards, task_id
+from app.jobs.task_queue import celery_app, create_broker_folder
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ def send_stages(job_id: str, stages: list[tuple[str, int | None]]) -> list[str]:
     once if the broker is down (one quick reconnection attempt, not Celery's retry loop)."""
     ids = []
     try:
+        create_broker_folder()
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0.1, interval_step=0, timeout=conn.connect_timeout)
             for stage, shard in stages:
@@ -52,8 +55,6 @@ def cancel_job(job_id: str) -> None:
     own tasks, which notice the request within about a second; a running job whose worker
     is gone (lease expired) is cancelled here too.
     """
-    from worker import state
-
     outcome = state.request_cancel(job_id)
     if outcome == "cancelled":
         state.remove_partial_files(job_id)
@@ -74,11 +75,9 @@ def revoke_job_tasks(job_id: str, shards: Iterable[int] = ()) -> None:
 
 
 def dispatch_next(job_id: str) -> list[str]:
-    """Send the task(s) of the job's first unfinished stage (one per unfinished crafting shard),
-    or the finaliser when every stage is done. Returns the task ids sent."""
-    from worker import state
-    from worker.plan import next_stage
-
+    """Send the task(s) of the job's first unfinished stage (one per unfinished crafting shard,
+    planned here the first time crafting is reached), or the finaliser when every stage is done.
+    Returns the task ids sent."""
     job = state.load_job(job_id)
     if job is None or state.is_finished(job.status):
         return []
@@ -87,6 +86,8 @@ def dispatch_next(job_id: str) -> list[str]:
         return [send_stage(job_id, "finalize")]
     if stage != "craft":
         return [send_stage(job_id, stage)]
+    # The ingest stage stored the number of usable images; a second plan is ignored.
+    state.create_shards(job_id, plan_shards(job.params, job.num_images))
     shards = state.unfinished_shards(job_id)
     if shards:
         return send_stages(job_id, [("craft", i) for i in shards])

@@ -7,17 +7,22 @@ Several task processes share a machine: each gets its share of the cores
 import os
 from typing import TYPE_CHECKING
 
+from app.core.config import get_settings
+
 if TYPE_CHECKING:
     import torch
 
-CONCURRENCY_ENV = "SEPGUARD_WORKER_CONCURRENCY"
+# The worker's process count, set by the worker process before it forks its task processes
+# (which inherit it): see worker.main.
+_worker_concurrency = 1
 _configured = False
 
 
 def set_worker_concurrency(concurrency: int | None) -> None:
     """Remember the worker's process count for its task processes (set before they fork)."""
+    global _worker_concurrency
     if concurrency:
-        os.environ[CONCURRENCY_ENV] = str(int(concurrency))
+        _worker_concurrency = max(1, int(concurrency))
 
 
 def cpu_count() -> int:
@@ -32,22 +37,19 @@ def torch_threads(configured: int | None = None) -> int:
     """Threads per task process."""
     if configured:
         return configured
-    try:
-        concurrency = max(1, int(os.environ.get(CONCURRENCY_ENV, "1")))
-    except ValueError:
-        concurrency = 1
-    return max(1, cpu_count() // concurrency)
+    return max(1, cpu_count() // _worker_concurrency)
 
 
 def task_device() -> "torch.device":
     """CUDA when present, else the CPU, with torch's thread pool sized once per process."""
     global _configured
+    # torch and engine.device (which imports it) load in the task process on first use, not at
+    # worker start-up
     import torch
 
     from engine.device import pick_device
-    from worker.settings import get_worker_settings
 
     if not _configured:
-        torch.set_num_threads(torch_threads(get_worker_settings().torch_threads))
+        torch.set_num_threads(torch_threads(get_settings().torch_threads))
         _configured = True
     return pick_device()
