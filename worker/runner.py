@@ -10,7 +10,7 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from app.core.config import get_settings
 from app.db_models import JobStatus
@@ -20,10 +20,8 @@ from app.jobs.plan import progress_before, stage_order, stage_weights
 from app.storage import job_dir
 from engine.config import ProtectConfig
 from engine.errors import DatasetError, OutOfDiskSpace
+from engine.job_dir import JobDir
 from worker.stage_progress import JobCancelled, JobStopped, StageProgress, StopFlag, heartbeat
-
-if TYPE_CHECKING:
-    from engine.job_dir import JobDir
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ class StageContext:
     """What an engine call needs: the job's folder, its config and a progress callback."""
 
     job_id: str
-    dir: "JobDir"
+    dir: JobDir
     cfg: ProtectConfig
     params: dict[str, Any]
     progress: StageProgress
