@@ -50,7 +50,6 @@ class ProtectConfig:
     # output
     output_format: str = "png"  # "png" (lossless) or "keep" (original format)
     jpeg_quality: int = 95
-    strip_metadata: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -98,7 +98,7 @@ def craft(
             progress("craft", lo + (hi - lo) * done_steps // (cfg.steps + 1), n)
 
         attack.on_step = step_progress
-        adv = attack(base, labels[lo:hi].to(device), targets_all[lo:hi].to(device), gen)
+        adv = attack(base, targets_all[lo:hi].to(device), gen)
         delta[lo:hi] = (adv - x0).float().cpu().half()
         progress("craft", hi, n)
     return delta

@@ -23,7 +23,7 @@ CRAFT_FORMAT = torch.channels_last
 class Attack:
     """Projected sign-gradient DESCENT on a loss that pulls images towards their target class.
 
-    Subclasses implement ``forward(images, labels, targets, generator) -> adversarial images``.
+    Subclasses implement ``forward(images, targets) -> adversarial images``.
     Images are float in [0, 1] on the device; members are frozen so backward passes compute
     gradients for the input only.
 
@@ -104,16 +104,14 @@ class Attack:
     def ensemble_grad(self, x: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
         return [self.member_grad(k, x, targets) for k in range(len(self.nets))]
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # One generator per crafting batch, seeded by the batch's position: shards reproduce one pass.
         self.generator = generator
         try:
-            return self.forward(images.contiguous(), labels, targets)
+            return self.forward(images.contiguous(), targets)
         finally:
             self.generator = None
 
@@ -140,7 +138,7 @@ class FeatureAlignment(Attack):
 class EnsembleDescent(Attack):
     """Plain ensemble descent: every step moves along the mean gradient of all members."""
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x0 = images
         x = images.clone()
         for t in range(self.steps):

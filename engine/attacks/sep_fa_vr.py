@@ -13,15 +13,17 @@ from typing import Any
 
 import torch
 
-from engine.attacks.base import FeatureAlignment
+from engine.attacks.base import EnsembleDescent, FeatureAlignment
 
 
-class SEPFAVR(FeatureAlignment):
+class SEPFAVR(FeatureAlignment, EnsembleDescent):
     def __init__(self, *args: Any, inner_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inner_steps = inner_steps
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.inner_steps == 0:  # no inner steps: plain ensemble descent (SEP-FA)
+            return super().forward(images, targets)
         x0 = images
         x = images.clone()
         k = len(self.nets)
@@ -29,10 +31,6 @@ class SEPFAVR(FeatureAlignment):
             alpha = self.step_size(t)
             grads = self.ensemble_grad(x, targets)
             mean = torch.stack(grads).mean(0)
-            if self.inner_steps == 0:
-                x = self.step(x, x0, mean, alpha)
-                self.on_step(t + 1)
-                continue
             x_inner = x.clone()
             accumulated = torch.zeros_like(x)
             members = torch.randint(0, k, (self.inner_steps,), generator=self.generator).tolist()

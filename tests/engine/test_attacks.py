@@ -99,7 +99,7 @@ def test_vr_inner_steps_use_each_members_own_class_means(ensemble, sample_set) -
     spy = IndexSpy(attack.means)
     attack.means = spy
     gen = torch.Generator().manual_seed(11)
-    attack(x, labels, targets, gen)
+    attack(x, targets, gen)
     # the draws of the inner loop, replayed from the same seed
     replay = torch.Generator().manual_seed(11)
     drawn = [torch.randint(0, 3, (6,), generator=replay).tolist() for _ in range(2)]
@@ -142,6 +142,16 @@ def test_single_fa_uses_only_the_last_checkpoint(ensemble, sample_set) -> None:
     last_only = run("sep-fa", (nets[-1:], means[-1:]), images, labels)
     assert torch.equal(single, last_only)
     assert passes_per_image(cfg, 3) == cfg.steps
+
+
+def test_vr_without_inner_steps_is_sep_fa(ensemble, sample_set) -> None:
+    images, labels = sample_set[0][:32], sample_set[1][:32]
+    assert torch.equal(
+        run("sep-fa-vr", ensemble, images, labels, inner_steps=0), run("sep-fa", ensemble, images, labels)
+    )
+    assert passes_per_image(preset("fast", method="sep-fa-vr", inner_steps=0), 3) == passes_per_image(
+        preset("fast", method="sep-fa"), 3
+    )
 
 
 def test_random_is_uniform_in_plus_minus_eps(ensemble) -> None:
