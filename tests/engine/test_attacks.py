@@ -10,6 +10,7 @@ import torch
 import models
 from engine.attacks import build_attack, craft, passes_per_image
 from engine.attacks.class_pattern import class_patterns
+from engine.attacks.sep_fa import SEPFA
 from engine.attacks.sep_fa_vr import SEPFAVR
 from engine.config import preset
 from engine.device import override
@@ -256,3 +257,29 @@ def test_class_patterns_are_luma_blocks_one_per_class() -> None:
     assert torch.equal(p, class_patterns(10, 32, 4.0, seed=0)) and not torch.equal(
         p, class_patterns(10, 32, 4.0, seed=1)
     )
+
+
+class FormatSpy(SEPFA):
+    """SEP-FA that records the memory format of every input its members see."""
+
+    seen: list[bool]
+
+    def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return super().member_loss(k, x, targets)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_crafting_memory_format_comes_from_the_speed_settings(
+    ensemble, sample_set, monkeypatch: pytest.MonkeyPatch, channels_last: bool
+) -> None:
+    """SEPGUARD_CHANNELS_LAST decides the members' and their inputs' layout (nothing overrides it)."""
+    nets, means = ensemble
+    monkeypatch.setenv("SEPGUARD_CHANNELS_LAST", "1" if channels_last else "0")
+    attack = FormatSpy(copy.deepcopy(nets), means, eps=EPS, alpha=2, steps=1, device=CPU)
+    attack.seen = []
+    conv = next(m for m in attack.nets[0].modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    images, labels = sample_set[0][:4], sample_set[1][:4]
+    attack(images.float() / 255, target_classes(labels, 10), torch.Generator().manual_seed(0))
+    assert attack.seen == [channels_last] * len(nets)
