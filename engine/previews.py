@@ -16,6 +16,7 @@ from PIL import Image
 
 from engine.dataset import DatasetIndex, ImageEntry
 from engine.images import load_image
+from engine.job_dir import atomic_path
 from engine.metrics import psnr, ssim
 from engine.package import apply_delta
 
@@ -95,5 +96,6 @@ def write_previews(
         _preview_one(n, index.entries[i], index, delta[i], out_dir, eps)
         for n, i in enumerate(pick_entries(index, count))
     ]
-    (out_dir / "previews.json").write_text(json.dumps(items, indent=1), encoding="utf-8")
+    with atomic_path(out_dir / "previews.json") as tmp:  # the API lists it while packaging runs
+        tmp.write_text(json.dumps(items, indent=1), encoding="utf-8")
     return items

@@ -17,7 +17,6 @@ from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, open_dataset
 from engine.images import load_image, save_image
 from engine.package import apply_delta, plan_output_paths, write_protected_zip
-from engine.previews import write_previews
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 R = 32
@@ -214,20 +213,6 @@ def test_failure_leaves_no_partial_zip(tmp_path: Path) -> None:
 def test_delta_shape_checked(samples: DatasetIndex, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="delta"):
         write_protected_zip(samples, np.zeros((3, 3, R, R), np.float32), tmp_path / "p.zip", 8)
-
-
-def test_previews(samples: DatasetIndex, tmp_path: Path) -> None:
-    delta = random_delta(np.random.default_rng(5), len(samples.entries), 8)
-    items = write_previews(samples, delta, tmp_path / "previews", 8, count=6)
-    assert len(items) == 6 and len({it["class"] for it in items}) == 6
-    assert json.loads((tmp_path / "previews" / "previews.json").read_text()) == items
-    for it in items:
-        for kind in ("original", "protected", "delta"):
-            im = Image.open(tmp_path / "previews" / it[kind])
-            assert min(im.size) >= 128
-        d = np.asarray(Image.open(tmp_path / "previews" / it["delta"])).astype(int)
-        assert d.min() >= 0 and d.max() <= 255 and d.std() > 10  # amplified: clearly visible
-        assert 0 < it["ssim"] < 1
 
 
 def test_measure_uses_exact_psnr_and_a_native_resolution_ssim_region_for_photos() -> None:
