@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -33,9 +32,7 @@ def test_protect_writes_a_valid_zip_with_manifest_and_report(tmp_path: Path) -> 
     # batch 16: four optimiser steps in the one epoch, so two distinct checkpoints exist
     cfg = preset("fast", epochs=1, batch_size=16, checkpoints=2, steps=2, inner_steps=2, craft_batch=32, shard_size=32)
     out = tmp_path / "out" / "protected.zip"
-    started = time.perf_counter()
     report = protect(source, out, cfg, workdir=tmp_path / "job")
-    assert time.perf_counter() - started < 60
 
     with zipfile.ZipFile(out) as zf, zipfile.ZipFile(source) as src:
         assert zf.testzip() is None
