@@ -90,15 +90,7 @@ class ProtectConfig:
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "fast": dict(
-        width=8,
-        epochs=4,
-        checkpoints=4,
-        steps=5,
-        inner_steps=4,
-        alpha=2.0,
-        eval_epochs=4,
-    ),
+    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_epochs=4),
     # balanced: 8·(8+4) = 96 passes per image. α = 2/255 reaches the ε = 8/255 boundary in 4 of
     # the 8 steps. Beyond the paper's SEP-FA-VR: the targeted cross-entropy beside feature
     # alignment and per-member gradient balance (each 2-10 points stronger on the tuning victims in
@@ -109,14 +101,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         width=16, epochs=15, checkpoints=8, steps=8, inner_steps=4, alpha=2.0, balance=True, gray=0.5, ce_weight=1.0
     ),
     "paper": dict(
-        width=64,
-        epochs=120,
-        checkpoints=15,
-        steps=30,
-        inner_steps=16,
-        alpha=1.0,
-        craft_batch=1024,
-        shard_size=5000,
+        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000
     ),
 }
 

@@ -231,35 +231,39 @@
   }
 
   /* ---------- actions ---------- */
-  $("cancel").addEventListener("click", async function () {
-    if (!window.confirm("Cancel this job? Work done so far is discarded.")) return;
-    const button = this;
-    button.disabled = true;
-    $("action-error").textContent = "";
-    try {
-      await sg.api(api + "/cancel", { method: "POST" });
-    } catch (err) {
-      $("action-error").textContent = "Could not cancel the job: " + err.message;
-    }
-    button.disabled = false;
-    poll();
-  });
+  /* a button that asks first, then sends one request; a failure is shown beside the buttons */
+  function confirmedAction(id, question, request, failure, done) {
+    $(id).addEventListener("click", async function () {
+      if (!window.confirm(question)) return;
+      const button = this;
+      button.disabled = true;
+      $("action-error").textContent = "";
+      try {
+        await request();
+      } catch (err) {
+        button.disabled = false;
+        $("action-error").textContent = failure + err.message;
+        return;
+      }
+      done(button);
+    });
+  }
 
-  $("delete").addEventListener("click", async function () {
-    if (!window.confirm("Delete this job and all its files? This cannot be undone.")) return;
-    const button = this;
-    button.disabled = true;
-    $("action-error").textContent = "";
-    try {
-      await sg.api(api, { method: "DELETE" });
-    } catch (err) {
-      button.disabled = false;
-      $("action-error").textContent = "Could not delete the job: " + err.message;
-      return;
-    }
-    stopped = true;
-    window.location.assign("/");
-  });
+  confirmedAction(
+    "cancel",
+    "Cancel this job? Work done so far is discarded.",
+    function () { return sg.api(api + "/cancel", { method: "POST" }); },
+    "Could not cancel the job: ",
+    function (button) { button.disabled = false; poll(); }
+  );
+
+  confirmedAction(
+    "delete",
+    "Delete this job and all its files? This cannot be undone.",
+    function () { return sg.api(api, { method: "DELETE" }); },
+    "Could not delete the job: ",
+    function () { stopped = true; window.location.assign("/"); }
+  );
 
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden && (root.dataset.status === "queued" || root.dataset.status === "running")) poll();
