@@ -32,6 +32,7 @@ from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
 from engine.evaluate import EvalSettings, compare_victims
 from engine.features import class_means
+from engine.resolution import resolve_resolution
 from engine.stages import apply_delta_working
 from engine.surrogate import train_surrogate
 from engine.training import accuracy, steps_per_epoch
@@ -58,7 +59,9 @@ def main() -> None:
     placements = {name: [float(e) for e in spec.split(",")] for name, _, spec in (p.partition(":") for p in args.placement)}
     device = pick_device()
     with tempfile.TemporaryDirectory(prefix="sepguard-bench-") as tmp:
-        x, y = load_split(args.data / "train.zip", Path(tmp) / "train", cfg0.resolution)
+        train_index = open_dataset(args.data / "train.zip", Path(tmp) / "train")
+        cfg0 = resolve_resolution(cfg0, train_index.sizes())
+        x, y = (torch.from_numpy(a) for a in load_working_set(train_index, cfg0.resolution))
         test = load_split(args.data / "test.zip", Path(tmp) / "test", cfg0.resolution)
     num_classes = int(y.max()) + 1
     t0 = time.perf_counter()

@@ -37,6 +37,7 @@ from engine.device import pick_device
 from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
 from engine.job_dir import JobDir
+from engine.resolution import resolve_resolution
 from engine.victim_catalogue import HELD_OUT, TUNING
 
 # the paper's methods as published: none of this project's additions
@@ -96,6 +97,7 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
         t0 = time.perf_counter()
         stages.ingest(base, cfg0, source=args.data / "train.zip")
         timings["ingest"] = time.perf_counter() - t0
+        cfg0 = resolve_resolution(cfg0, base.load_index().sizes())  # the R ingest chose; the test set's too
         if args.limit:
             trim_job(base, args.limit)
         for stage in (stages.train, stages.means):

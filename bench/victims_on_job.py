@@ -8,9 +8,10 @@ be measured side by side.
     python -m bench.victims_on_job JOB_DIR --seed 0 --set ce_weight=4 --label ce4 --append-to efficacy-round5
 
 ``--set`` rebuilds the crafting config (only ``shard_size``, ``eps`` and ``resolution`` matter for
-reading δ back). With ``--append-to NAME`` the row joins ``bench/results/NAME-seed<S>.json`` and
-the summary ``NAME.md`` is rebuilt, so the row sits beside the ones ``bench.efficacy`` measured
-on the same surrogate; otherwise the result goes to ``victims-on-job-seed<S>``.
+reading δ back; an auto resolution is chosen from the job's index, as ingest chose it). With
+``--append-to NAME`` the row joins ``bench/results/NAME-seed<S>.json`` and the summary ``NAME.md``
+is rebuilt, so the row sits beside the ones ``bench.efficacy`` measured on the same surrogate;
+otherwise the result goes to ``victims-on-job-seed<S>``.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
 from engine.evaluate import EvalSettings, compare_victims
 from engine.job_dir import JobDir
+from engine.resolution import resolve_resolution
 
 
 def main() -> None:
@@ -45,9 +47,9 @@ def main() -> None:
     args = ap.parse_args()
 
     changes = parse_fields(args.preset, args.set)
-    cfg = preset(args.preset, seed=args.seed, **changes)
     device = pick_device()
     job = JobDir(args.job)
+    cfg = resolve_resolution(preset(args.preset, seed=args.seed, **changes), job.load_index().sizes())
     images, labels = stages.load_working(job)
     delta = torch.from_numpy(stages.load_delta(job, cfg))
     protected = stages.apply_delta_working(images, delta, cfg.eps)

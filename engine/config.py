@@ -38,7 +38,11 @@ class ProtectConfig:
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
-    resolution: int = 32  # R: working resolution; delta is resized to each image's size
+    # R: working resolution, every image squashed to R x R; delta is resized to each image's size.
+    # 0 = auto: chosen from the images' sizes, up to ``resolution_cap`` (engine.resolution).
+    resolution: int = 0
+    resolution_cap: int = 32  # the largest R that auto may choose
+    resolution_reason: str = ""  # why R is what it is, in words; filled in when R is settled
     # crafting
     craft_batch: int = 256
     shard_size: int = 512  # images per crafting shard (the unit of distributed work)
@@ -58,9 +62,17 @@ class ProtectConfig:
             raise ValueError(f"eps must be in (0, {MAX_EPS}] (units of 1/255), got {self.eps}")
         if self.output_format not in ("png", "keep"):
             raise ValueError(f"output_format must be 'png' or 'keep', got {self.output_format!r}")
-        for name in ("steps", "checkpoints", "epochs", "batch_size", "resolution", "craft_batch", "shard_size"):
+        for name in ("steps", "checkpoints", "epochs", "batch_size", "craft_batch", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.resolution != 0 and self.resolution < 16:
+            raise ValueError(
+                f"resolution must be 0 (auto: chosen from the images) or at least 16 px, got {self.resolution}"
+            )
+        if self.resolution_cap < 32:
+            raise ValueError(
+                f"resolution_cap must be at least 32 px (the smallest auto resolution), got {self.resolution_cap}"
+            )
         if self.alpha <= 0 or self.alpha_final < 0:
             raise ValueError("alpha must be > 0 and alpha_final >= 0")
         if self.inner_steps < 0:
@@ -89,8 +101,10 @@ class ProtectConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+# Every preset leaves R to the data (resolution 0) up to its cap, so that the choice and its
+# reason are recorded; an explicit resolution overrides it.
 _PRESETS: dict[str, dict[str, Any]] = {
-    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_epochs=4),
+    "fast": dict(width=8, epochs=4, checkpoints=4, steps=5, inner_steps=4, alpha=2.0, eval_epochs=4, resolution_cap=32),
     # balanced: 8·(8+4) = 96 passes per image. α = 2/255 reaches the ε = 8/255 boundary in 4 of
     # the 8 steps. Beyond the paper's SEP-FA-VR: the targeted cross-entropy beside feature
     # alignment and per-member gradient balance (each 2-10 points stronger on the tuning victims in
@@ -98,10 +112,29 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # keeps the protection). Round 4 (bench/results/efficacy-tuning.md, two seeds): held-out
     # victims 60.0% clean -> 41.8% protected, 38.1% under grayscale training, 47.4% under JPEG-10.
     "balanced": dict(
-        width=16, epochs=15, checkpoints=8, steps=8, inner_steps=4, alpha=2.0, balance=True, gray=0.5, ce_weight=1.0
+        width=16,
+        epochs=15,
+        checkpoints=8,
+        steps=8,
+        inner_steps=4,
+        alpha=2.0,
+        balance=True,
+        gray=0.5,
+        ce_weight=1.0,
+        # 32 until a benchmark on photographs measures higher caps: crafting at 64 px on 100-px
+        # photos was measured *weaker* than at 32 px
+        resolution_cap=32,
     ),
     "paper": dict(
-        width=64, epochs=120, checkpoints=15, steps=30, inner_steps=16, alpha=1.0, craft_batch=1024, shard_size=5000
+        width=64,
+        epochs=120,
+        checkpoints=15,
+        steps=30,
+        inner_steps=16,
+        alpha=1.0,
+        craft_batch=1024,
+        shard_size=5000,
+        resolution_cap=224,  # the usual ImageNet input size
     ),
 }
 

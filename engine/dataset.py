@@ -86,6 +86,10 @@ class DatasetIndex:
     def labels(self) -> np.ndarray:
         return np.array([e.label for e in self.entries], dtype=np.int64)
 
+    def sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of every image, in entry order."""
+        return [(e.width, e.height) for e in self.entries]
+
     def summary(self) -> dict[str, Any]:
         """What the service shows about an upload: counts per class, formats, sizes."""
         per_class = Counter(e.class_name for e in self.entries)

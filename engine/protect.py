@@ -18,6 +18,7 @@ from engine.device import pick_device
 from engine.job_dir import JobDir
 from engine.progress import Progress, no_progress
 from engine.report import build_report
+from engine.resolution import resolve_resolution
 
 
 def protect(
@@ -41,7 +42,10 @@ def protect(
     job = JobDir(Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sepguard-")))
     start = time.perf_counter()
     try:
-        stages.ingest(job, cfg, source=Path(source), limits=limits, skip_invalid=skip_invalid, progress=progress)
+        index = stages.ingest(
+            job, cfg, source=Path(source), limits=limits, skip_invalid=skip_invalid, progress=progress
+        )
+        cfg = resolve_resolution(cfg, index.sizes())  # the R that ingest chose, recorded in the report
         stages.train(job, cfg, progress, device)
         stages.means(job, cfg, progress, device)
         shards = stages.plan_shards(job, cfg)

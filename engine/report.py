@@ -13,6 +13,7 @@ import torch
 from engine.attacks import passes_per_image
 from engine.config import ProtectConfig
 from engine.job_dir import JobDir
+from engine.resolution import resolve_resolution
 
 
 def software_version() -> str:
@@ -34,12 +35,15 @@ def collect_timings(job: JobDir) -> dict[str, float]:
 
 
 def build_report(job: JobDir, cfg: ProtectConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """report.json: parameters, version, seed, timings, surrogate history, checkpoints used, evaluation."""
+    """report.json: parameters, version, seed, working resolution, timings, surrogate, checkpoints, evaluation."""
     index = job.load_index()
+    cfg = resolve_resolution(cfg, index.sizes())
     report: dict[str, Any] = {
         "software": {"sepguard": software_version(), "torch": torch.__version__, "python": platform.python_version()},
         "parameters": cfg.to_dict(),
         "seed": cfg.seed,
+        "resolution": cfg.resolution,
+        "resolution_reason": cfg.resolution_reason,
         "dataset": index.summary(),
         "timings_seconds": collect_timings(job),
     }

@@ -28,6 +28,7 @@ from engine.package import write_protected_zip
 from engine.previews import write_previews
 from engine.progress import Progress, no_progress
 from engine.report import build_report
+from engine.resolution import resolve_resolution
 from engine.surrogate import train_surrogate
 
 
@@ -58,7 +59,7 @@ def ingest(
     skip_invalid: bool = False,
     progress: Progress = no_progress,
 ) -> DatasetIndex:
-    """Extract and validate the dataset (unless the API did already) and build the working set."""
+    """Extract and validate the dataset (unless the API did already) and build the working set at R."""
     job.root.mkdir(parents=True, exist_ok=True)
     with timed(job, "ingest"):
         if job.index.exists():
@@ -67,7 +68,8 @@ def ingest(
             index = open_dataset(source or job.find_upload(), job.root, limits or Limits(), skip_invalid, progress)
             job.save_index(index)
         if not job.working.exists():
-            images, labels = load_working_set(index, cfg.resolution, progress)
+            resolution = resolve_resolution(cfg, index.sizes()).resolution
+            images, labels = load_working_set(index, resolution, progress)
             with atomic_path(job.working) as tmp, open(tmp, "wb") as f:
                 np.savez(f, images=images, labels=labels)
     return index

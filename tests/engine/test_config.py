@@ -45,7 +45,7 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
         {"output_format": "jpeg"},
         {"steps": 0},
         {"checkpoints": 0},
-        {"resolution": 0},
+        {"resolution": 8},
         {"alpha": 0},
         {"alpha_final": -1},
         {"inner_steps": -1},

@@ -71,6 +71,28 @@ def test_bound_holds_after_saving(width: int, height: int, mode: str, eps: float
         assert np.array_equal(pixels[:, :, -1], original.alpha)
 
 
+@pytest.mark.parametrize("resolution", [32, 96, 224])
+@pytest.mark.parametrize("size", [(100, 100), (400, 600), (600, 400), (2000, 300), (300, 1100), (33, 517)])
+def test_bound_holds_for_photos_at_every_working_resolution(resolution: int, size: tuple[int, int]) -> None:
+    """δ crafted at R and stretched to a photo of another size and aspect ratio stays within ε after
+    rounding and a lossless save (δ drawn up to 1.5 ε, so clipping is exercised too)."""
+    rng = np.random.default_rng(resolution * 7919 + size[0])
+    width, height = size
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    pixels[: height // 4] = 255  # saturated rows: the sum must be clamped, not wrap around
+    original = load_image(io.BytesIO(_encode(Image.fromarray(pixels, "RGB"))))
+    eps = 8.0
+    delta = (rng.uniform(-1.5 * eps, 1.5 * eps, (3, resolution, resolution)) / 255.0).astype(np.float32)
+    protected = apply_delta(original, delta, eps)
+    out = io.BytesIO()
+    save_image(out, protected, original.alpha, original.gray, "PNG", icc_profile=original.icc_profile)
+    out.seek(0)
+    written = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    assert written.shape == (height, width, 3)
+    change = np.abs(written - original.rgb.astype(np.int16))
+    assert change.max() <= eps and change.max() > 0
+
+
 def test_apply_delta_adds_exactly_and_clips_to_eps() -> None:
     original = load_image(io.BytesIO(_encode(Image.new("RGB", (10, 7), (100, 100, 100)))))
     delta = np.zeros((3, R, R), np.float32)

@@ -46,6 +46,10 @@ def test_protect_writes_a_valid_zip_with_manifest_and_report(tmp_path: Path) -> 
             assert after.shape == before.shape
             assert np.abs(after - before).max() <= 8  # the ℓ∞ bound, in 8-bit levels
     assert saved_report["parameters"]["method"] == "sep-fa-vr"
+    # the preset leaves R to the data: CIFAR-size images are crafted at 32 px, and the report says why
+    reason = "median short side 32 px (CIFAR-size images)"
+    assert (saved_report["resolution"], saved_report["resolution_reason"]) == (32, reason)
+    assert saved_report["parameters"]["resolution"] == 32 and report["resolution_reason"] == reason
     assert saved_report["output"]["files"] == N and saved_report["output"]["max_linf"] <= 8
     assert report["passes_per_image"] == 2 * (2 + 2)
     assert len(report["surrogate"]["checkpoints_used"]) == 2

@@ -1,6 +1,7 @@
 """report.json built from a job folder: parameters, dataset, timings, surrogate, evaluation, extras."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,7 +38,10 @@ def test_report_of_a_job_before_training(tmp_path: Path) -> None:
     write_timing(job, "ingest", 0.5)
     cfg = preset("fast", seed=7)
     report = build_report(job, cfg, {"device": "cpu"})
-    assert report["parameters"] == cfg.to_dict() and report["seed"] == 7
+    # the preset leaves R to the data: the report holds the R chosen from the sample images, and why
+    settled = replace(cfg, resolution=32, resolution_reason="median short side 32 px (CIFAR-size images)")
+    assert report["parameters"] == settled.to_dict() and report["seed"] == 7
+    assert report["resolution"] == 32 and report["resolution_reason"] == settled.resolution_reason
     assert report["dataset"]["num_images"] == 6 and report["dataset"]["num_classes"] == 3
     assert report["timings_seconds"] == {"ingest": 0.5}
     assert report["device"] == "cpu"
@@ -45,6 +49,12 @@ def test_report_of_a_job_before_training(tmp_path: Path) -> None:
         set(report["software"]) == {"sepguard", "torch", "python"} and report["software"]["torch"] == torch.__version__
     )
     assert "surrogate" not in report and "evaluation" not in report and "passes_per_image" not in report
+
+
+def test_report_keeps_an_explicit_resolution(tmp_path: Path) -> None:
+    report = build_report(indexed_job(tmp_path), preset("fast", resolution=48))
+    assert (report["resolution"], report["resolution_reason"]) == (48, "set by the user")
+    assert report["parameters"]["resolution"] == 48
 
 
 def test_report_names_the_checkpoints_used_and_the_evaluation(tmp_path: Path) -> None:

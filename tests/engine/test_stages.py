@@ -1,11 +1,13 @@
 """The pipeline stages over a job folder: outputs, idempotence, shards, held-out split."""
 
+import io
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from engine import stages
 from engine.config import preset
@@ -41,6 +43,30 @@ def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, sm
     assert report["note"] == "x" and report["surrogate"]["checkpoints_used"][-1]["epoch"] == 1
     assert {"ingest", "train", "means", "craft"} <= set(report["timings_seconds"])
     assert job.previews_index.exists()
+
+
+def photo_zip(out: Path, size: tuple[int, int]) -> Path:
+    """Two classes of three flat photographs of ``size`` (width, height)."""
+    with zipfile.ZipFile(out, "w") as zf:
+        for i in range(6):
+            buffer = io.BytesIO()
+            Image.new("RGB", size, (40 * i, 90, 200)).save(buffer, "PNG")
+            zf.writestr(f"{('cat', 'dog')[i % 2]}/{i}.png", buffer.getvalue())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [({}, 32), ({"resolution_cap": 224}, 96), ({"resolution_cap": 224, "resolution": 48}, 48)],
+)
+def test_ingest_builds_the_working_set_at_the_settled_resolution(
+    tmp_path: Path, overrides: dict[str, int], expected: int
+) -> None:
+    """Auto: from the images (100 x 150 photos: 96 px under a 224 cap, 32 under fast's); an explicit R wins."""
+    job = JobDir(tmp_path / "job")
+    stages.ingest(job, preset("fast", **overrides), source=photo_zip(tmp_path / "photos.zip", (100, 150)))
+    images, _ = stages.load_working(job)
+    assert tuple(images.shape) == (6, 3, expected, expected)
 
 
 def test_holdout_split_is_stratified_and_repeatable() -> None:

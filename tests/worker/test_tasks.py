@@ -72,6 +72,8 @@ def test_pipeline_runs_every_stage_once_and_shards_fan_in(
     assert shards == [(0, 16, "done"), (16, 32, "done"), (32, 40, "done")]
     report = check_protected_zip(job_dir(job_id).upload(), job_dir(job_id).result, job.params["eps"])
     assert report["job"]["id"] == job_id
+    # a job whose parameters leave R to the data (not sent through the API): settled from the index
+    assert (report["resolution"], report["resolution_reason"]) == (32, "median short side 32 px (CIFAR-size images)")
     assert tasks.craft_shard_task.run(job_id, 1) == "stopped"  # late duplicates of a finished job do nothing
 
 
