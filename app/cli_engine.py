@@ -71,7 +71,10 @@ def protect(
     arch: Annotated[str | None, typer.Option(help="Surrogate architecture.")] = None,
     width: Annotated[int | None, typer.Option(help="Surrogate base width (64 = full).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Surrogate training epochs.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Working resolution R.")] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(help="Working resolution R in px (default: chosen from the images, up to the preset's cap)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (repeatable on the same device).")] = None,
     class_pattern: Annotated[
         float | None,
@@ -133,6 +136,7 @@ def protect(
         f"[green]protected[/green] {summary.get('num_images')} images -> {output} "
         f"(method {cfg.method}, eps {cfg.eps:g}/255, {sum(report['timings_seconds'].values()):.0f} s)"
     )
+    err.print(f"working resolution {report['resolution']} px: {report['resolution_reason']}", highlight=False)
     if "evaluation" in report:
         print_evaluation(report["evaluation"])
 

@@ -13,14 +13,14 @@ from engine.config import MAX_EPS, METHODS, PRESETS, ProtectConfig, preset
 Unset = SkipJsonSchema[None]  # an optional form field: absent means "the preset's value"
 
 
-# Bounds: a little over what the largest preset (paper: 120 epochs, K 15, T 30, M 16, R 32) needs,
-# so that one owner cannot monopolise (or run out of memory) every worker.
+# Bounds: a little over what the largest preset (paper: 120 epochs, K 15, T 30, M 16, R up to 224)
+# needs, so that one owner cannot monopolise (or run out of memory) every worker.
 MAX_EPOCHS, MAX_STEPS, MAX_INNER_STEPS, MAX_CHECKPOINTS, MAX_RESOLUTION = 200, 100, 32, 32, 256
 Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
 Passes = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 InnerSteps = Annotated[int, Field(ge=0, le=MAX_INNER_STEPS)]
 Checkpoints = Annotated[int, Field(ge=1, le=MAX_CHECKPOINTS)]
-Resolution = Annotated[int, Field(ge=8, le=MAX_RESOLUTION)]
+Resolution = Annotated[int, Field(ge=16, le=MAX_RESOLUTION)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Quality = Annotated[int, Field(ge=1, le=100)]
 
@@ -35,7 +35,10 @@ class JobCreate(BaseModel):
     checkpoints: Checkpoints | Unset = Field(None, description="Surrogate checkpoints K in the ensemble.")
     inner_steps: InnerSteps | Unset = Field(None, description="Variance-reduced inner steps M.")
     epochs: Epochs | Unset = Field(None, description="Surrogate training epochs.")
-    resolution: Resolution | Unset = Field(None, description="Working resolution R in pixels.")
+    resolution: Resolution | Unset = Field(
+        None,
+        description="Working resolution R in pixels; absent: chosen from the images' sizes, up to the preset's cap.",
+    )
     seed: Seed | Unset = Field(None, description="Random seed.")
     output_format: Literal["png", "keep"] | Unset = Field(None, description="png (lossless) or keep the format.")
     jpeg_quality: Quality | Unset = Field(None, description="JPEG quality when keeping JPEG files.")

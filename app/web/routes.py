@@ -98,7 +98,11 @@ NUMBER_FIELDS = [
     {"name": "checkpoints", "label": "Checkpoints K", "hint": "Surrogate checkpoints in the ensemble."},
     {"name": "inner_steps", "label": "Inner steps M", "hint": "Variance-reduction steps (SEP-FA-VR)."},
     {"name": "epochs", "label": "Surrogate epochs", "hint": "Training epochs of the surrogate."},
-    {"name": "resolution", "label": "Working resolution", "hint": "Pixels; δ is resized to each image."},
+    {
+        "name": "resolution",
+        "label": "Working resolution",
+        "hint": "Pixels; empty: chosen from the images, up to the preset's cap. δ is resized to each image.",
+    },
     {"name": "seed", "label": "Seed", "hint": "Makes a run repeatable."},
 ]
 

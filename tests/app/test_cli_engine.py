@@ -36,6 +36,7 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
     out = tmp_path / "protected.zip"
     run = sepguard("protect", str(train), "-o", str(out), *TINY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    assert "working resolution 32 px: median short side 32 px (CIFAR-size images)" in run.stderr
     with zipfile.ZipFile(out) as z, zipfile.ZipFile(train) as src:
         names = set(z.namelist())
         assert {"manifest.json", "report.json"} <= names

@@ -109,6 +109,36 @@ def test_shard_size_setting_reaches_the_params(client: TestClient, tokens: dict[
     assert r.status_code == 202 and r.json()["params"]["shard_size"] == 7
 
 
+def test_the_working_resolution_is_chosen_from_the_upload_and_recorded(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    """The preset leaves R to the data: the API settles it from the upload and records it with its reason."""
+    photos = zip_bytes({f"{c}/{i}.png": png_bytes((120, 90)) for c in ("cat", "dog") for i in range(2)})
+    settled = {}
+    for preset, resolution in (("paper", None), ("balanced", None), ("balanced", "64")):
+        fields = {"preset": preset} | ({"resolution": resolution} if resolution else {})
+        r = post(client, tokens["alice"], photos, **fields)
+        assert r.status_code == 202, r.text
+        params = r.json()["params"]
+        settled[preset, resolution] = (params["resolution"], params["resolution_reason"])
+        with session_scope() as session:
+            row = session.get(Job, r.json()["id"])
+            assert row is not None and row.params["resolution"] == params["resolution"]
+    assert settled == {
+        ("paper", None): (80, "median short side 90 px, rounded down to a multiple of 16"),
+        ("balanced", None): (32, "median short side 90 px, capped at 32 px by the preset"),
+        ("balanced", "64"): (64, "set by the user"),  # an explicit resolution wins
+    }
+
+
+@pytest.mark.parametrize("resolution", ["0", "8", "15", "257"])
+def test_a_resolution_outside_16_to_256_is_422(
+    client: TestClient, tokens: dict[str, str], data_dir: Path, resolution: str
+) -> None:
+    refused(post(client, tokens["alice"], dataset_zip(), resolution=resolution), 422, "resolution")
+    assert_nothing_left(data_dir)
+
+
 def test_not_a_zip(client: TestClient, tokens: dict[str, str], data_dir: Path) -> None:
     detail = refused(post(client, tokens["alice"], b"hello, not an archive", filename="mydata.zip"), 400, "not a zip")
     assert "mydata.zip" in detail

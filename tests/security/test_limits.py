@@ -73,3 +73,23 @@ def test_a_job_that_cannot_fit_a_worker_is_refused_before_it_starts(
     assert "worker memory" in r.json()["detail"] and "1.2 GiB" in r.json()["detail"]
     assert_nothing_left(data_dir)
     assert post(client, tokens["alice"], data, resolution="32").status_code == 202
+
+
+def test_the_memory_estimate_uses_the_resolution_chosen_from_the_upload(
+    client: TestClient, tokens: dict[str, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEPGUARD_WORKER_MEMORY_BYTES", str(int(1.2 * 1024**3)))
+    reload_settings()
+    png = io.BytesIO()
+    Image.new("RGB", (300, 300), (10, 20, 30)).save(png, "PNG")
+    photos = io.BytesIO()
+    with zipfile.ZipFile(photos, "w") as zf:
+        for i in range(400):
+            zf.writestr(f"c{i % 2}/{i}.png", png.getvalue())
+    # paper's auto R on 300-px photos is its cap, 224: 400 x 3 x 224 x 224 x 7 bytes, about 0.4 GiB
+    r = post(client, tokens["alice"], photos.getvalue(), preset="paper")
+    assert r.status_code == 400, r.text
+    assert "worker memory" in r.json()["detail"] and "lower the resolution" in r.json()["detail"]
+    assert_nothing_left(data_dir)
+    r = post(client, tokens["alice"], photos.getvalue(), preset="paper", resolution="32")
+    assert r.status_code == 202 and r.json()["params"]["resolution"] == 32

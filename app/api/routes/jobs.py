@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Annotated, Any, TypeVar
@@ -18,7 +18,9 @@ from app.api.presenters import user_message
 from app.db_models import Job, Owner, new_job_id
 from app.jobs.dispatch import BrokerUnavailable, cancel_job, submit_job
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
+from engine.config import ProtectConfig
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
+from engine.resolution import resolve_resolution
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +65,12 @@ def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return job
+
+
+def with_resolution(params: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """``params`` with the working resolution settled from the upload's image sizes, and the reason."""
+    cfg = resolve_resolution(ProtectConfig.from_dict(params), sizes)
+    return params | {"resolution": cfg.resolution, "resolution_reason": cfg.resolution_reason}
 
 
 def memory_needed(params: dict[str, Any], summary: dict[str, Any]) -> int:
@@ -138,6 +146,7 @@ async def create_job(
             settings.validation_workers, check, upload, files.root, settings.limits(), form.skip_invalid
         )
         summary = index.summary()
+        params = with_resolution(params, index.sizes())
         needed = memory_needed(params, summary)
         if needed > settings.worker_memory_bytes:
             raise DatasetError(

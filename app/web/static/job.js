@@ -183,6 +183,11 @@
       if (job.params.eps !== undefined && job.params.eps !== null) $("job-eps").textContent = "ε = " + job.params.eps + "/255";
       if (job.params.method) $("job-method").textContent = job.params.method;
       if (job.params.preset) $("job-preset").textContent = job.params.preset;
+      /* the R the API settled from the upload (params.resolution) and why (params.resolution_reason) */
+      if (job.params.resolution) {
+        $("job-resolution").textContent = job.params.resolution + " px" +
+          (job.params.resolution_reason ? " — " + job.params.resolution_reason : "");
+      }
     }
 
     $("job-error").hidden = status !== "failed";

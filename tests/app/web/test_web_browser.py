@@ -383,7 +383,8 @@ def test_job_list_shows_more_on_request(browser: Any, live_server: Any) -> None:
 def test_running_job_in_words(browser: Any, live_server: Any) -> None:
     """Stage labels, time left and percentages come from the page's one set of words (common.js)."""
     token = live_server.create_token("words")
-    params = {"eps": 8.0, "method": "sep-fa-vr", "preset": "fast"}
+    reason = "median short side 412 px, capped at 32 px by the preset"
+    params = {"eps": 8.0, "method": "sep-fa-vr", "preset": "fast", "resolution": 32, "resolution_reason": reason}
     add_jobs(
         live_server,
         token,
@@ -405,6 +406,7 @@ def test_running_job_in_words(browser: Any, live_server: Any) -> None:
     assert page.locator("#job-eta").inner_text() == "about 2 min left"
     assert page.locator("#job-percent").inner_text() == "25%"
     assert page.locator("#job-eps").inner_text() == "ε = 8/255"
+    assert page.locator("#job-resolution").inner_text() == "32 px — " + reason
     eta = page.evaluate("() => [7200, 7260, 30, 2, null].map(window.sg.formatEta)")
     assert eta == ["about 2 h left", "about 2 h 1 min left", "about 30 s left", "almost done", "estimating time left"]
     assert errors == []
