@@ -8,6 +8,7 @@ training images at JPEG quality Q, a known remover of ℓ∞ poisons).
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ class EvalSettings:
     defenses: list[str] = field(default_factory=list)  # "grayscale", "jpeg:10", ...
     batch_size: int = 0  # > 0: overrides every victim's batch size (tiny test sets)
     undefended: bool = True  # also train without any defence (False: only under ``defenses``)
+    resolutions: tuple[int, ...] = ()  # sizes victims train at (``compare_at_resolutions``), e.g. (32, 64)
 
     def resolved(self) -> list[Victim]:
         chosen = resolve(self.victims, self.epochs)
@@ -69,6 +71,9 @@ def apply_defense(train: Split, test: Split, defense: str | None) -> tuple[Split
     return (jpeg(train[0], cast(int, quality)), train[1]), test
 
 
+EvalSplits = tuple[Split | None, Split, Split]  # clean training (or None), protected training, clean test
+
+
 def compare_victims(
     clean: Split | None,
     protected: Split,
@@ -78,14 +83,63 @@ def compare_victims(
     device: torch.device,
     progress: Progress = no_progress,
 ) -> dict[str, Any]:
-    """Victims (per defence and seed) trained on clean and on protected data, tested on ``test``.
+    """Victims (per defence and seed) trained on clean and on protected data, tested on ``test``,
+    at the resolution of the images given.
 
-    Returns ``{"victims": [{"victim", "arch", "defense", "seed", "clean_acc", "clean_best_acc",
-    "protected_acc", "protected_best_acc", "interval95"}...], "mean_clean_acc",
-    "mean_protected_acc", "spread_protected_acc", "test_images", "chance", "warnings", settings}``.
-    Means and spreads are over the victims without a defence; ``interval95`` is the Wilson
-    interval of each accuracy on this many test images.
+    Returns ``{"victims": [{"victim", "arch", "defense", "seed", "resolution", "clean_acc",
+    "clean_best_acc", "protected_acc", "protected_best_acc", "interval95"}...], "mean_clean_acc",
+    "mean_protected_acc", "spread_protected_acc", "by_resolution", "test_images", "chance",
+    "warnings", settings}``. Means and spreads are over the victims without a defence;
+    ``interval95`` is the Wilson interval of each accuracy on this many test images.
     """
+    rows = victim_rows(clean, protected, test, num_classes, settings, device, progress)
+    return summarise(rows, len(test[0]), num_classes, settings)
+
+
+def compare_at_resolutions(
+    splits_at: Callable[[int], EvalSplits],
+    num_classes: int,
+    settings: EvalSettings,
+    device: torch.device,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """``compare_victims`` at every resolution of ``settings.resolutions``; ``splits_at(r)`` gives
+    the splits at r (loaded one resolution at a time). Top-level means are over every resolution;
+    ``by_resolution`` gives them per resolution."""
+    if not settings.resolutions:
+        raise ValueError("no victim resolution given")
+    rows: list[dict[str, Any]] = []
+    test_images = 0
+    for i, resolution in enumerate(settings.resolutions):
+        clean, protected, test = splits_at(resolution)
+        if protected[0].shape[-1] != resolution:
+            raise ValueError(f"splits at {resolution} px hold {protected[0].shape[-1]} px images")
+        part = share(progress, i, len(settings.resolutions))
+        rows += victim_rows(clean, protected, test, num_classes, settings, device, part)
+        test_images = len(test[0])
+    return summarise(rows, test_images, num_classes, settings)
+
+
+def share(progress: Progress, part: int, parts: int) -> Progress:
+    """``progress`` for part ``part`` of ``parts`` equal parts of one stage."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        progress(stage, part * total + done, parts * total)
+
+    return report
+
+
+def victim_rows(
+    clean: Split | None,
+    protected: Split,
+    test: Split,
+    num_classes: int,
+    settings: EvalSettings,
+    device: torch.device,
+    progress: Progress = no_progress,
+) -> list[dict[str, Any]]:
+    """One row per victim, defence and seed, trained at the resolution of ``protected``."""
+    resolution = int(protected[0].shape[-1])
     victims = settings.resolved()
     defenses: list[str | None] = [None, *settings.defenses] if settings.undefended else [*settings.defenses]
     kinds = ("protected", "clean") if clean is not None else ("protected",)
@@ -100,30 +154,53 @@ def compare_victims(
         res = train_victim(victim, train_split, test_split, num_classes, seed, device, overall)
         row = by_key.setdefault(
             (victim.name, defense, seed),
-            {"victim": victim.name, "arch": victim.arch, "defense": defense or "none", "seed": seed},
+            {
+                "victim": victim.name,
+                "arch": victim.arch,
+                "defense": defense or "none",
+                "seed": seed,
+                "resolution": resolution,
+            },
         )
         row[f"{kind}_acc"] = res["test_acc"]
         row[f"{kind}_best_acc"] = res["best_test_acc"]
         row.setdefault("interval95", {})[kind] = wilson_interval(res["test_acc"], len(test[0]))
-    rows = list(by_key.values())
-    plain = [r for r in rows if r["defense"] == "none"] or rows
+    return list(by_key.values())
+
+
+def summarise(rows: list[dict[str, Any]], test_images: int, num_classes: int, settings: EvalSettings) -> dict[str, Any]:
+    """The measurement from its victim rows: means and spreads (over the undefended victims), overall
+    and per resolution, the settings and any warning."""
+    victims = settings.resolved()
+    resolutions = list(dict.fromkeys(r["resolution"] for r in rows))
     result: dict[str, Any] = {
         "victims": rows,
-        "mean_protected_acc": round(float(np.mean([r["protected_acc"] for r in plain])), 4),
-        "spread_protected_acc": round(float(np.std([r["protected_acc"] for r in plain])), 4),
-        "test_images": len(test[0]),
+        **means(rows),
+        "by_resolution": [{"resolution": r, **means([v for v in rows if v["resolution"] == r])} for r in resolutions],
+        "test_images": test_images,
         "chance": round(1 / num_classes, 4),
         "settings": {
             "victims": [v.name for v in victims],
             "seeds": list(settings.seeds),
             "epochs": [v.epochs for v in victims],
+            "resolutions": resolutions,
         },
     }
-    if clean is not None:
-        result["mean_clean_acc"] = round(float(np.mean([r["clean_acc"] for r in plain])), 4)
-        result["spread_clean_acc"] = round(float(np.std([r["clean_acc"] for r in plain])), 4)
     result["warnings"] = trust_warnings(result, num_classes)
     return result
+
+
+def means(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean and spread of the protected (and, when measured, clean) accuracy of the undefended rows."""
+    plain = [r for r in rows if r["defense"] == "none"] or rows
+    out = {
+        "mean_protected_acc": round(float(np.mean([r["protected_acc"] for r in plain])), 4),
+        "spread_protected_acc": round(float(np.std([r["protected_acc"] for r in plain])), 4),
+    }
+    if all("clean_acc" in r for r in plain):
+        out["mean_clean_acc"] = round(float(np.mean([r["clean_acc"] for r in plain])), 4)
+        out["spread_clean_acc"] = round(float(np.std([r["clean_acc"] for r in plain])), 4)
+    return out
 
 
 def wilson_interval(acc: float, n: int, z: float = 1.96) -> list[float]:

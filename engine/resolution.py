@@ -9,6 +9,9 @@ Aspect ratio: every image is squashed to R x R, whatever its shape, and δ is st
 each image's own size when packaging. That is the current choice, kept from the fixed-R days; it
 has not yet been measured against crafting on a crop or a padded copy.
 
+Victims (``victim_resolutions``) train at R and, when most images have the detail for it, at 2R:
+a trainer of photographs trains at 64-224 px on the downloaded images, not at the crafting copy's R.
+
 Torch-free: the API chooses R when it checks an upload.
 """
 
@@ -56,3 +59,10 @@ def resolve_resolution(cfg: ProtectConfig, sizes: Sequence[tuple[int, int]]) -> 
         return cfg if cfg.resolution_reason else replace(cfg, resolution_reason="set by the user")
     choice = choose_resolution(sizes, cfg.resolution_cap)
     return replace(cfg, resolution=choice.resolution, resolution_reason=choice.reason)
+
+
+def victim_resolutions(resolution: int, sizes: Sequence[tuple[int, int]]) -> list[int]:
+    """Resolutions victims train at: R, plus 2R when the median short side is at least 2R (never an upscale)."""
+    if sizes and statistics.median(min(width, height) for width, height in sizes) >= 2 * resolution:
+        return [resolution, 2 * resolution]
+    return [resolution]

@@ -27,9 +27,12 @@ from engine.methods import method
 from engine.package import write_protected_zip
 from engine.previews import write_previews
 from engine.progress import Progress, no_progress
+from engine.protected_set import load_protected_set
 from engine.report import build_report
-from engine.resolution import resolve_resolution
+from engine.resolution import resolve_resolution, victim_resolutions
 from engine.surrogate import train_surrogate
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # uint8 images, int64 labels
 
 
 @contextmanager
@@ -172,32 +175,48 @@ def evaluate(
     job: JobDir, cfg: ProtectConfig, progress: Progress = no_progress, device: torch.device | None = None
 ) -> dict[str, Any]:
     """Measure the protection: victims trained on the protected images (minus a clean held-out
-    split) versus on the clean images, both tested on the clean held-out split."""
-    from engine.evaluate import EvalSettings, compare_victims
+    split) versus on the clean images, both tested on the clean held-out split, at every
+    resolution of ``engine.resolution.victim_resolutions`` (R, and 2R for large enough images)."""
+    from engine.evaluate import EvalSettings, compare_at_resolutions
 
     if job.evaluation.exists():
         saved: dict[str, Any] = json.loads(job.evaluation.read_text())
         return saved
     device = device or pick_device()
     images, labels = load_working(job)
-    delta = torch.from_numpy(load_delta(job, cfg))
-    protected = apply_delta_working(images, delta, cfg.eps)
+    delta = load_delta(job, cfg)
     test = torch.from_numpy(holdout_split(labels.numpy(), cfg.holdout, cfg.seed))
-    settings = EvalSettings(victims=cfg.eval_victims, epochs=cfg.eval_epochs, seeds=(cfg.seed,))
+    resolution = int(images.shape[-1])
+    index = job.load_index()
+    settings = EvalSettings(
+        victims=cfg.eval_victims,
+        epochs=cfg.eval_epochs,
+        seeds=(cfg.seed,),
+        resolutions=tuple(victim_resolutions(resolution, index.sizes())),
+    )
+
+    def splits_at(r: int) -> tuple[Pair, Pair, Pair]:
+        clean, protected = working_pair(job, cfg, r, images, delta)
+        return (clean[~test], labels[~test]), (protected[~test], labels[~test]), (clean[test], labels[test])
+
     with timed(job, "evaluate"):
-        result = compare_victims(
-            clean=(images[~test], labels[~test]),
-            protected=(protected[~test], labels[~test]),
-            test=(images[test], labels[test]),
-            num_classes=len(job.load_index().classes),
-            settings=settings,
-            device=device,
-            progress=progress,
-        )
+        result = compare_at_resolutions(splits_at, len(index.classes), settings, device, progress)
         result["holdout_images"] = int(test.sum())
         with atomic_path(job.evaluation) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
     return result
+
+
+def working_pair(
+    job: JobDir, cfg: ProtectConfig, resolution: int, images: torch.Tensor, delta: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean and protected copies of every image at ``resolution``: at R the crafting copies (plus δ
+    as crafted), elsewhere the originals and the downloaded protected images, resized alike."""
+    if resolution == images.shape[-1]:
+        return images, apply_delta_working(images, torch.from_numpy(delta), cfg.eps)
+    index = job.load_index()
+    clean, _ = load_working_set(index, resolution)
+    return torch.from_numpy(clean), torch.from_numpy(load_protected_set(index, delta, cfg, resolution))
 
 
 def apply_delta_working(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:

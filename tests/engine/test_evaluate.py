@@ -5,6 +5,7 @@ import torch
 from engine.evaluate import (
     EvalSettings,
     apply_defense,
+    compare_at_resolutions,
     compare_victims,
     grayscale,
     jpeg,
@@ -64,7 +65,10 @@ def test_victims_learn_clean_data_and_fail_on_label_noise(sample_set) -> None:
         device=torch.device("cpu"),
     )
     row = result["victims"][0]
-    assert {"victim", "arch", "defense", "seed", "clean_acc", "protected_acc", "clean_best_acc"} <= set(row)
+    assert {"victim", "arch", "defense", "seed", "resolution", "clean_acc", "protected_acc", "clean_best_acc"} <= set(
+        row
+    )
+    assert row["resolution"] == 32 and result["by_resolution"][0]["resolution"] == 32
     assert row["clean_best_acc"] >= row["clean_acc"]
     assert row["clean_acc"] > row["protected_acc"]
     assert result["mean_clean_acc"] == row["clean_acc"]
@@ -85,3 +89,12 @@ def test_warnings_for_a_small_holdout_and_victims_near_chance() -> None:
     weak = {"test_images": 500, "mean_clean_acc": 0.12}
     assert any("chance is 10%" in w for w in trust_warnings(weak, 10))
     assert trust_warnings({"test_images": 500, "mean_clean_acc": 0.6}, 10) == []
+
+
+def test_resolutions_must_be_given_and_match_the_splits(sample_set) -> None:
+    images, labels = sample_set
+    split = (images[:8], labels[:8])
+    with pytest.raises(ValueError, match="no victim resolution"):
+        compare_at_resolutions(lambda r: (None, split, split), 10, EvalSettings(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="splits at 64 px hold 32 px images"):
+        compare_at_resolutions(lambda r: (None, split, split), 10, EvalSettings(resolutions=(64,)), torch.device("cpu"))

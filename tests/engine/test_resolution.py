@@ -3,7 +3,7 @@
 import pytest
 
 from engine.config import ProtectConfig, preset
-from engine.resolution import ResolutionChoice, choose_resolution, resolve_resolution
+from engine.resolution import ResolutionChoice, choose_resolution, resolve_resolution, victim_resolutions
 
 CIFAR = [(32, 32)] * 10
 
@@ -96,3 +96,13 @@ def test_invalid_resolutions_are_refused_in_words(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="resolution"):
         ProtectConfig(**bad)
     assert ProtectConfig(resolution=0).resolution == 0 and ProtectConfig(resolution=16).resolution == 16
+
+
+def test_cifar_size_victims_train_at_r_alone() -> None:
+    assert victim_resolutions(32, CIFAR) == [32]
+    assert victim_resolutions(32, [(63, 200)] * 3) == [32]  # 2R would be an upscale for most images
+
+
+def test_photo_victims_also_train_at_twice_r() -> None:
+    assert victim_resolutions(32, [(400, 600)] * 5) == [32, 64]
+    assert victim_resolutions(224, [(400, 600)] * 5) == [224]

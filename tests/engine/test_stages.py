@@ -97,5 +97,27 @@ def test_evaluate_stage_measures_victims_and_goes_into_the_report(tmp_path: Path
         stages.craft_shard(job, cfg, lo, hi)
     result = stages.evaluate(job, cfg)
     assert result["holdout_images"] == 9 and result["victims"][0]["victim"] == "convnet-60ep"
+    assert [v["resolution"] for v in result["victims"]] == [32]  # CIFAR-size: R alone
     assert 0 <= result["mean_protected_acc"] <= 1 and 0 <= result["mean_clean_acc"] <= 1
     assert build_report(job, cfg)["evaluation"] == result
+
+
+def test_evaluate_stage_trains_victims_at_r_and_twice_r_on_photos(tmp_path: Path) -> None:
+    """80 x 96 photos crafted at 32 px: victims train at 32 and at 64 px, each row says which."""
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as zf:
+        for i in range(12):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)).save(buffer, "PNG")
+            zf.writestr(f"{('cat', 'dog')[i % 2]}/{i}.png", buffer.getvalue())
+    job = JobDir(tmp_path / "job")
+    cfg = preset("fast", **TINY, eval_epochs=1, eval_victims="convnet-60ep")
+    stages.ingest(job, cfg, source=tmp_path / "photos.zip")
+    stages.train(job, cfg)
+    stages.means(job, cfg)
+    for lo, hi in stages.plan_shards(job, cfg):
+        stages.craft_shard(job, cfg, lo, hi)
+    result = stages.evaluate(job, cfg)
+    assert [(v["victim"], v["resolution"]) for v in result["victims"]] == [("convnet-60ep", 32), ("convnet-60ep", 64)]
+    assert [m["resolution"] for m in result["by_resolution"]] == result["settings"]["resolutions"] == [32, 64]
+    assert all(0 <= m["mean_protected_acc"] <= 1 and "mean_clean_acc" in m for m in result["by_resolution"])
