@@ -56,6 +56,7 @@ class VictimResult(BaseModel):
     arch: str
     defense: str = Field(description="'none', 'grayscale' or 'jpeg:Q' (training-time defence).")
     seed: int
+    resolution: int | None = Field(None, description="Square size in px the victim trained at (None: older jobs).")
     clean_acc: Fraction | None = Field(None, description="Final accuracy when trained on the original images.")
     clean_best_acc: Fraction | None = Field(None, description="Best epoch's accuracy, trained on the originals.")
     protected_acc: Fraction = Field(description="Final accuracy when trained on the protected images.")
@@ -64,22 +65,34 @@ class VictimResult(BaseModel):
 
 
 class VictimTraining(BaseModel):
-    """How the victims were trained: their names, the seeds, and each victim's epochs."""
+    """How the victims were trained: their names, the seeds, each victim's epochs and the resolutions."""
 
     victims: list[str]
     seeds: list[int]
     epochs: list[int]
+    resolutions: list[int] | None = Field(None, description="Square sizes in px the victims trained at.")
+
+
+class ResolutionMeans(BaseModel):
+    """Means and spreads of the victims without a defence that trained at one resolution."""
+
+    resolution: int = Field(description="Square size in px.")
+    mean_protected_acc: Fraction
+    spread_protected_acc: float
+    mean_clean_acc: Fraction | None = None
+    spread_clean_acc: float | None = None
 
 
 class ProtectionMeasurement(BaseModel):
     """Victims trained on the protected images versus on the originals, tested on held-out originals.
-    Means and spreads are over the victims without a defence."""
+    Means and spreads are over the victims without a defence, at every resolution they trained at."""
 
     victims: list[VictimResult]
     mean_protected_acc: Fraction
     spread_protected_acc: float
     mean_clean_acc: Fraction | None = None
     spread_clean_acc: float | None = None
+    by_resolution: list[ResolutionMeans] | None = Field(None, description="The means per victim resolution.")
     test_images: int = Field(description="Held-out original images every victim is tested on.")
     holdout_images: int | None = Field(None, description="Images of the dataset kept out of training.")
     chance: Fraction = Field(description="The accuracy of guessing: 1 / number of classes.")

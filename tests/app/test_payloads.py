@@ -55,6 +55,33 @@ def test_measurement_holds_every_field_of_the_engines_evaluation() -> None:
     )
     written["holdout_images"] = 4  # what stages.evaluate adds
     assert ProtectionMeasurement.model_validate(written).model_dump(mode="json") == written
+    assert written["victims"][0]["resolution"] == 32 and written["by_resolution"][0]["resolution"] == 32
+
+
+def test_a_measurement_without_resolutions_still_reads() -> None:
+    """Jobs measured before victims recorded their resolution keep their measurement."""
+    old = {
+        "victims": [
+            {
+                "victim": "convnet-60ep",
+                "arch": "convnet",
+                "defense": "none",
+                "seed": 0,
+                "protected_acc": 0.3,
+                "protected_best_acc": 0.4,
+                "interval95": {"protected": [0.2, 0.4]},
+            }
+        ],
+        "mean_protected_acc": 0.3,
+        "spread_protected_acc": 0.0,
+        "test_images": 100,
+        "chance": 0.1,
+        "settings": {"victims": ["convnet-60ep"], "seeds": [0], "epochs": [60]},
+        "warnings": [],
+    }
+    measured = ProtectionMeasurement.model_validate(old)
+    assert measured.victims[0].resolution is None and measured.by_resolution is None
+    assert measured.settings.resolutions is None
 
 
 def test_the_schema_names_every_payload(client: TestClient) -> None:

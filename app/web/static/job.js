@@ -59,12 +59,15 @@
   /* ---------- the measured protection (ProtectionMeasurement) ---------- */
   function victimTable(rows) {
     const clean = rows.some(function (r) { return r.clean_acc !== null; });
+    /* the square size each victim trained at (absent for jobs measured before it was recorded) */
+    const sized = rows.some(function (r) { return r.resolution !== null; });
     /* [heading, cell text, numeric]; the victim's name heads its row */
     const columns = [
       ["Victim", function (r) { return r.victim; }, false],
       ["Model", function (r) { return r.arch; }, false],
       ["Defence", function (r) { return r.defense; }, false],
       ["Seed", function (r) { return String(r.seed); }, true],
+      sized && ["Resolution", function (r) { return r.resolution === null ? "—" : r.resolution + " px"; }, true],
       clean && ["Trained on originals", function (r) { return accuracy(r.clean_acc); }, true],
       ["Trained on protected", function (r) { return accuracy(r.protected_acc); }, true],
       ["Best epoch, protected", function (r) { return accuracy(r.protected_best_acc); }, true],
@@ -91,6 +94,15 @@
       el("table", null, el("caption", { class: "visually-hidden" }, "Victim models"), el("thead", null, head), body));
   }
 
+  /* the means per victim resolution, when victims trained at more than one */
+  function resolutionMeans(m) {
+    if (!m.by_resolution || m.by_resolution.length < 2) return [];
+    return m.by_resolution.map(function (g) {
+      return ["Mean at " + g.resolution + " px", "protected " + accuracy(g.mean_protected_acc) +
+        (g.mean_clean_acc !== null ? ", originals " + accuracy(g.mean_clean_acc) : "")];
+    });
+  }
+
   function renderMetrics(m) {
     const section = $("metrics-section");
     if (!m) { section.hidden = true; return; }
@@ -102,7 +114,9 @@
       box.append(el("p", { class: "headline", id: "metrics-headline" },
         "Models trained on the protected images reach ", el("strong", null, accuracy(m.mean_protected_acc)),
         " accuracy on unseen originals, against ", el("strong", null, accuracy(m.mean_clean_acc)),
-        " when trained on the originals (" + (diff >= 0 ? "+" : "") + pointsText(diff) + ")."));
+        " when trained on the originals (" + (diff >= 0 ? "+" : "") + pointsText(diff) + ")." +
+        (m.by_resolution && m.by_resolution.length > 1 ? " Averaged over victims at " +
+          list(m.by_resolution.map(function (g) { return g.resolution + " px"; })) + "." : "")));
     }
     m.warnings.forEach(function (w) { box.append(el("p", { class: "warning", role: "note" }, "Caution: " + w)); });
     box.append(stats([
@@ -112,12 +126,13 @@
       ["Held-out test images", String(m.test_images)],
       m.holdout_images !== null && m.holdout_images !== m.test_images && ["Held-out images", String(m.holdout_images)],
       ["Chance accuracy", accuracy(m.chance)],
-    ]));
+    ].concat(resolutionMeans(m))));
     box.append(el("h3", null, "Victim models"), victimTable(m.victims));
     box.append(el("h3", null, "Victim training"), stats([
       ["Victim models", list(m.settings.victims)],
       ["Seeds", list(m.settings.seeds)],
       ["Epochs", list(m.settings.epochs)],
+      m.settings.resolutions && ["Resolutions", list(m.settings.resolutions.map(function (r) { return r + " px"; }))],
     ]));
     section.hidden = false;
   }

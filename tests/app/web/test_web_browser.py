@@ -227,6 +227,7 @@ def test_finished_job_shows_previews_measurement_and_screenshots(
     table = metrics.locator("table").first
     headers = table.locator("thead th").all_inner_texts()
     assert "Trained on originals" in headers and "Trained on protected" in headers and "Victim" in headers
+    assert "Resolution" in headers and "32 px" in table.locator("tbody").inner_text()  # CIFAR-size: R alone
     # a held-out split of a few images cannot carry a conclusion, and the page says so in words
     assert re.search(r"Caution: only \d+ clean test images", metrics.inner_text())
     assert re.search(r"protected \d+\.\d%–\d+\.\d%", table.locator("tbody").inner_text())
