@@ -144,17 +144,21 @@ def protect(
 def print_evaluation(result: dict) -> None:
     """The measured protection as a table: one row per victim, defence and seed; then any warning."""
     table = Table(title=f"Victim accuracy on {result['test_images']} clean test images (final epoch / best epoch)")
-    for col in ("victim", "defense", "seed", "trained on clean", "trained on protected"):
+    for col in ("victim", "defense", "seed", "px", "trained on clean", "trained on protected"):
         table.add_column(col)
     for row in result["victims"]:
         table.add_row(
             row.get("victim", row.get("arch", "?")),
             row["defense"],
             str(row.get("seed", "")),
+            str(row.get("resolution", "")),
             _acc_pair(row, "clean"),
             _acc_pair(row, "protected"),
         )
     Console().print(table)
+    for means in result.get("by_resolution", []) if len(result.get("by_resolution", [])) > 1 else []:
+        clean = f", trained on clean {means['mean_clean_acc']:.1%}" if "mean_clean_acc" in means else ""
+        Console().print(f"at {means['resolution']} px: trained on protected {means['mean_protected_acc']:.1%}{clean}")
     for warning in result.get("warnings", []):
         Console().print(f"[yellow]warning:[/yellow] {warning}")
 
@@ -175,7 +179,14 @@ def evaluate(
     compare: Annotated[Path | None, typer.Option(help="Clean training set to compare with.")] = None,
     defense: Annotated[list[str] | None, typer.Option(help="grayscale | jpeg:Q (repeatable).")] = None,
     epochs: Annotated[int, typer.Option(help="Train every victim this many epochs (0: each its own).")] = 0,
-    resolution: Annotated[int, typer.Option(help="Resolution the victims train at.")] = 32,
+    resolution: Annotated[int, typer.Option(help="R: the working resolution the set was protected at.")] = 32,
+    victim_resolution: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Sizes in px the victims train at (repeatable or comma-separated; "
+            "default: R, plus 2R when the training images' median short side is at least 2R)."
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; every victim trains once per seed.")] = "0",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
@@ -186,35 +197,37 @@ def evaluate(
     from engine.dataset import load_working_set, open_dataset
     from engine.device import pick_device
     from engine.errors import DatasetError
-    from engine.evaluate import EvalSettings, compare_victims, parse_defense
+    from engine.evaluate import EvalSettings, EvalSplits, compare_at_resolutions, parse_defense
+    from engine.resolution import victim_resolutions
 
     try:
         for d in defense or []:
             parse_defense(d)
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+        chosen = parse_sizes(victim_resolution or [])
         settings = EvalSettings(victims=victims, epochs=epochs, seeds=seed_list, defenses=list(defense or []))
         settings.resolved()  # names every unknown victim before any data is read
         with tempfile.TemporaryDirectory(prefix="sepguard-eval-") as tmp, progress_bars() as bars:
-            sets = {}
-            for name, path in (("train", train), ("test", test), ("compare", compare)):
-                if path is None:
-                    continue
-                index = open_dataset(path, Path(tmp) / name)
-                images, labels = load_working_set(index, resolution)
-                sets[name] = (index.classes, torch.from_numpy(images), torch.from_numpy(labels))
-            classes = sets["train"][0]
-            for name, (cls, _, _) in sets.items():
-                if cls != classes:
-                    raise ValueError(f"the {name} set's classes {cls} differ from the training set's {classes}")
-            result = compare_victims(
-                clean=sets["compare"][1:] if "compare" in sets else None,
-                protected=sets["train"][1:],
-                test=sets["test"][1:],
-                num_classes=len(classes),
-                settings=settings,
-                device=pick_device(device),
-                progress=bars,
-            )
+            paths = {"train": train, "test": test, "compare": compare}
+            indexes = {name: open_dataset(path, Path(tmp) / name) for name, path in paths.items() if path is not None}
+            classes = indexes["train"].classes
+            for name, index in indexes.items():
+                if index.classes != classes:
+                    raise ValueError(
+                        f"the {name} set's classes {index.classes} differ from the training set's {classes}"
+                    )
+            settings.resolutions = tuple(chosen or victim_resolutions(resolution, indexes["train"].sizes()))
+            why = "as given" if chosen else "R, and 2R when the training images' median short side is at least 2R"
+            err.print(f"victims train at {', '.join(map(str, settings.resolutions))} px ({why})", highlight=False)
+
+            def splits_at(r: int) -> EvalSplits:
+                sets = {}
+                for name, index in indexes.items():
+                    images, labels = load_working_set(index, r)
+                    sets[name] = (torch.from_numpy(images), torch.from_numpy(labels))
+                return sets.get("compare"), sets["train"], sets["test"]
+
+            result = compare_at_resolutions(splits_at, len(classes), settings, pick_device(device), bars)
     except (DatasetError, ValueError, OSError) as exc:
         fail(str(exc))
     print_evaluation(result)
@@ -223,6 +236,14 @@ def evaluate(
     else:
         json.dump(result, sys.stdout, indent=2)
         print()
+
+
+def parse_sizes(values: list[str]) -> list[int]:
+    """``["32,64", "128"]`` -> [32, 64, 128]; a clear error for anything but positive whole numbers."""
+    sizes = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not all(size.isdigit() and int(size) >= 8 for size in sizes):
+        raise ValueError(f"victim resolutions must be whole numbers of px (at least 8), got {', '.join(sizes)}")
+    return list(dict.fromkeys(int(size) for size in sizes))
 
 
 def register(cli: typer.Typer) -> None:

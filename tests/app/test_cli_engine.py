@@ -56,6 +56,8 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
         "convnet-60ep",
         "--epochs",
         "1",
+        "--victim-resolution",
+        "32,48",
         "--json",
         str(tmp_path / "eval.json"),
         cwd=tmp_path,
@@ -63,6 +65,8 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["test_images"] == 15 and {"clean_acc", "protected_acc"} <= set(result["victims"][0])
+    assert [v["resolution"] for v in result["victims"]] == result["settings"]["resolutions"] == [32, 48]
+    assert "victims train at 32, 48 px" in run.stderr and "at 48 px: trained on protected" in run.stdout
     # 15 test images cannot carry a conclusion: the report says so in words, with the interval
     assert any("only 15 clean test images" in w for w in result["warnings"])
     assert "only 15 clean test images" in run.stdout
@@ -73,6 +77,8 @@ def test_protect_then_evaluate(tmp_path: Path) -> None:
 def test_evaluate_names_an_unknown_victim(tmp_path: Path) -> None:
     run = sepguard("evaluate", "--train", "a.zip", "--test", "b.zip", "--victims", "alexnet", cwd=tmp_path)
     assert run.returncode == 1 and "unknown victim 'alexnet'" in run.stderr
+    run = sepguard("evaluate", "--train", "a.zip", "--test", "b.zip", "--victim-resolution", "64,big", cwd=tmp_path)
+    assert run.returncode == 1 and "victim resolutions must be whole numbers" in run.stderr
 
 
 def test_protect_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
