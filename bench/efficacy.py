@@ -13,6 +13,11 @@ compared on equal terms.
     python -m bench.efficacy --rows default,sep-fa-vr --defended default --defenses grayscale,jpeg:10
     python -m bench.efficacy --row t12:steps=12 --row m8:inner_steps=8 --victims tuning
     python -m bench.efficacy --data DIR --preset paper --victims held-out     # GPU, full CIFAR-10
+    python -m bench.efficacy --data ../shared/datasets/clothing-small --victim-resolutions 64,128  # photos
+
+Victims train at the working resolution R by default. ``--victim-resolutions`` trains them at the
+given sizes instead: at R on the crafting copies (plus δ as crafted), elsewhere on the protected
+images as downloaded (``engine.protected_set``) and on the clean images, all resized alike.
 
 Per seed, results go to ``bench/results/<name>-seed<S>.json``; ``<name>.md`` and ``<name>.json``
 summarise every seed file of that name present (so seeds may run as separate processes).
@@ -23,6 +28,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +37,13 @@ import torch
 from bench.common import RESULTS, SHARED_DATA, recorded_args, write_result
 from engine import stages
 from engine.attacks import passes_per_image
-from engine.config import preset
+from engine.config import ProtectConfig, preset
 from engine.dataset import load_working_set, open_dataset
 from engine.device import pick_device
 from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
 from engine.job_dir import JobDir
+from engine.protected_set import load_protected_set
 from engine.resolution import resolve_resolution
 from engine.victim_catalogue import HELD_OUT, TUNING
 
@@ -64,6 +71,7 @@ def main() -> None:
     ap.add_argument("--row", action="append", default=[], help="NAME:field=value,... an extra crafting setting")
     ap.add_argument("--victims", default="tuning,held-out")
     ap.add_argument("--victim-epochs", type=int, default=0, help="> 0: every victim trains this long (quick checks)")
+    ap.add_argument("--victim-resolutions", default="", help="sizes in px victims train at, e.g. 64,128 (default: R)")
     ap.add_argument("--defenses", default="", help="e.g. grayscale,jpeg:10 (held-out victims, rows in --defended)")
     ap.add_argument("--defended", default="default", help="rows also measured under --defenses")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick checks)")
@@ -108,27 +116,35 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
         out["surrogate_history"] = torch.load(base.checkpoints, weights_only=True)["history"]
         out["speed_settings"] = str(speed_settings(device))
         test_index = open_dataset(args.data / "test.zip", Path(tmp) / "test")
-        test = tuple(torch.from_numpy(a) for a in load_working_set(test_index, cfg0.resolution))
+        resolutions = [int(r) for r in split(args.victim_resolutions)] or [cfg0.resolution]
+        tests = {r: to_split(load_working_set(test_index, r)) for r in resolutions}
         images, labels = stages.load_working(base)
         num_classes = len(base.load_index().classes)
-        out["train_images"], out["test_images"] = len(images), len(test[0])
+        out["train_images"], out["test_images"] = len(images), len(test_index.entries)
+        out["resolution"], out["victim_resolutions"] = cfg0.resolution, resolutions
         victims = EvalSettings(victims=args.victims, epochs=args.victim_epochs, seeds=(seed,))
         defended = EvalSettings(
             victims="held-out", epochs=args.victim_epochs, seeds=(seed,), defenses=split(args.defenses),
             undefended=False,
         )
 
-        def measure(label: str, train: tuple, extra: dict, defend: bool) -> None:
-            res = compare_victims(None, train, test, num_classes, victims, device)
-            out["rows"].append({"row": label, **extra, "victims": res["victims"]})
-            if defend and defended.defenses:
-                res = compare_victims(None, train, test, num_classes, defended, device)
+        def measure(label: str, train_at: Callable[[int], tuple], extra: dict, defend: bool) -> None:
+            out["rows"].append({"row": label, **extra, "victims": []})
+            for r in resolutions:  # one training set in memory at a time
+                train = train_at(r)
+                res = compare_victims(None, train, tests[r], num_classes, victims, device)
                 out["rows"][-1]["victims"] += res["victims"]
-            save_seed(args.name, seed, out)
-            print(summarise(args.name).splitlines()[-1], flush=True)
+                if defend and defended.defenses:
+                    res = compare_victims(None, train, tests[r], num_classes, defended, device)
+                    out["rows"][-1]["victims"] += res["victims"]
+                save_seed(args.name, seed, out)
+                print(summarise(args.name).splitlines()[-1], flush=True)
+
+        def clean_at(r: int) -> tuple:
+            return (images, labels) if r == cfg0.resolution else to_split(load_working_set(base.load_index(), r))
 
         if not args.no_clean:
-            measure("clean (no protection)", (images, labels), {}, defend=True)
+            measure("clean (no protection)", clean_at, {}, defend=True)
         for label, changes in rows.items():
             cfg = preset(args.preset, eps=args.eps, seed=seed, **{**overrides, **changes})
             job = JobDir(Path(tmp) / label.replace(" ", "-"))
@@ -142,7 +158,13 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
             t0 = time.perf_counter()
             stages.package(job, cfg)
             package_s = time.perf_counter() - t0
-            protected = stages.apply_delta_working(images, torch.from_numpy(stages.load_delta(job, cfg)), cfg.eps)
+            delta = stages.load_delta(job, cfg)
+
+            def protected_at(r: int, cfg: ProtectConfig = cfg, delta: np.ndarray = delta) -> tuple:
+                if r == cfg0.resolution:
+                    return stages.apply_delta_working(images, torch.from_numpy(delta), cfg.eps), labels
+                return torch.from_numpy(load_protected_set(base.load_index(), delta, cfg, r)), labels
+
             surrogate_s = (timings["train"] + timings["means"]) * (cfg.method != "random")
             extra = {
                 "changes": changes,
@@ -152,7 +174,7 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
                     "protect_total": round(timings["ingest"] + surrogate_s + craft_s + package_s, 1),
                 },
             }
-            measure(label, (protected, labels), extra, defend=label in split(args.defended))
+            measure(label, protected_at, extra, defend=label in split(args.defended))
 
 
 def save_seed(name: str, seed: int, data: dict) -> None:
@@ -161,19 +183,21 @@ def save_seed(name: str, seed: int, data: dict) -> None:
 
 
 def summarise(name: str) -> str:
-    """``<name>.md`` / ``.json`` from every seed file of ``name``: per row and victim set, the mean
-    victim accuracy (final and best epoch) over victims and seeds, its spread, and each seed's mean."""
+    """``<name>.md`` / ``.json`` from every seed file of ``name``: per victim resolution, row and victim
+    set, the mean victim accuracy (final and best epoch) over victims and seeds, its spread, and each
+    seed's mean. Victims of seed files written before resolutions were recorded count as at R."""
     per_seed = {}
     for f in sorted(RESULTS.glob(f"{name}-seed*.json")):
         data = json.loads(f.read_text())
         per_seed[data["seed"]] = data
     seeds = sorted(per_seed)
     rows_by_label = {s: {r["row"]: r for r in per_seed[s]["rows"]} for s in seeds}
-    table: dict[tuple[str, str, str], dict[int, list[dict]]] = {}
+    table: dict[tuple[int, str, str, str], dict[int, list[dict]]] = {}
     for seed in seeds:
         for row in per_seed[seed]["rows"]:
             for v in row["victims"]:
-                key = (row["row"], SET_OF.get(v["victim"], "other"), v["defense"])
+                at = v.get("resolution", per_seed[seed].get("resolution", 0))
+                key = (at, row["row"], SET_OF.get(v["victim"], "other"), v["defense"])
                 table.setdefault(key, {}).setdefault(seed, []).append(v)
     any_seed = per_seed[seeds[0]] if seeds else {}
     lines = [
@@ -184,12 +208,14 @@ def summarise(name: str) -> str:
         "Victims: tuning = " + ", ".join(v.name for v in TUNING) + "; held-out = " + ", ".join(v.name for v in HELD_OUT) + ".",
         "Accuracy on clean test images: mean over victims and seeds ± spread (std over seed means); "
         "best = each victim's best epoch; per seed = that seed's mean.",
-        "",
-        "| row | victims | defence | passes/image | protect (s) | mean acc | best-epoch acc | per seed |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Working resolution R: {any_seed.get('resolution', '?')} px; victims at px below: at R on the crafting "
+        "copies, at other sizes on the protected images as downloaded, resized like the clean ones.",
     ]
-    summary = []
-    for (label, vset, defense), by_seed in table.items():
+    summary: list[dict] = []
+    for (at, label, vset, defense), by_seed in sorted(table.items(), key=lambda item: item[0][0]):
+        if not summary or summary[-1]["resolution"] != at:
+            heading = f"### Victims at {at} px" if at else "### Victims at R (older seed files: not recorded)"
+            lines += ["", heading, "", TABLE_HEAD, "|---|---|---|---|---|---|---|---|"]
         seed_means = {s: statistics.mean(v["protected_acc"] for v in vs) for s, vs in by_seed.items()}
         everything = [v for vs in by_seed.values() for v in vs]
         mean = statistics.mean(v["protected_acc"] for v in everything)
@@ -199,7 +225,8 @@ def summarise(name: str) -> str:
         row = rows_of[0]
         protect = [r["seconds"]["protect_total"] for r in rows_of if "seconds" in r]
         summary.append({
-            "row": label, "victims": vset, "defense": defense, "mean_acc": round(mean, 4), "best_acc": round(best, 4),
+            "resolution": at, "row": label, "victims": vset, "defense": defense,
+            "mean_acc": round(mean, 4), "best_acc": round(best, 4),
             "spread": round(spread, 4), "per_seed": {str(s): round(m, 4) for s, m in seed_means.items()},
             "passes_per_image": row.get("passes_per_image"), "protect_seconds": protect,
         })
@@ -210,6 +237,14 @@ def summarise(name: str) -> str:
         )
     write_result(name, {"seeds": seeds, "summary": summary}, "\n".join(lines))
     return "\n".join(lines)
+
+
+TABLE_HEAD = "| row | victims | defence | passes/image | protect (s) | mean acc | best-epoch acc | per seed |"
+
+
+def to_split(arrays: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) arrays as tensors."""
+    return torch.from_numpy(arrays[0]), torch.from_numpy(arrays[1])
 
 
 def split(text: str) -> list[str]:
