@@ -210,11 +210,15 @@ def evaluate(
 def working_pair(
     job: JobDir, cfg: ProtectConfig, resolution: int, images: torch.Tensor, delta: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean and protected copies of every image at ``resolution``: at R the crafting copies (plus δ
-    as crafted), elsewhere the originals and the downloaded protected images, resized alike."""
-    if resolution == images.shape[-1]:
-        return images, apply_delta_working(images, torch.from_numpy(delta), cfg.eps)
+    """Clean and protected copies of every image at ``resolution``, made from the images as downloaded.
+
+    Shortcut: when every image is R x R and saved losslessly, the crafting copies plus δ are exactly
+    the downloaded images. A photo's δ is stretched to its size and averaged back down, which
+    smooths it, so victims of photos always train on what the user downloads."""
     index = job.load_index()
+    exact = cfg.output_format == "png" and all(size == (resolution, resolution) for size in index.sizes())
+    if resolution == images.shape[-1] and exact:
+        return images, apply_delta_working(images, torch.from_numpy(delta), cfg.eps)
     clean, _ = load_working_set(index, resolution)
     return torch.from_numpy(clean), torch.from_numpy(load_protected_set(index, delta, cfg, resolution))
 
