@@ -54,8 +54,10 @@ def _passes(params: dict[str, Any]) -> dict[str, float]:
     if params.get("measure"):
         victims = resolve(str(params.get("eval_victims", "held-out")), int(params.get("eval_epochs", 0)))
         # a victim trained on clean and one on protected images, each about as costly per epoch
-        # as the surrogate
-        costs["evaluate"] = 2.0 * sum(v.epochs for v in victims)
+        # as the surrogate at R; a victim at r costs (r/R)^2 of that
+        sizes = params.get("victim_resolutions") or []
+        scale = sum((r / sizes[0]) ** 2 for r in sizes) if sizes else 1.0
+        costs["evaluate"] = 2.0 * scale * sum(v.epochs for v in victims)
     return costs
 
 

@@ -120,14 +120,14 @@ def test_the_working_resolution_is_chosen_from_the_upload_and_recorded(
         r = post(client, tokens["alice"], photos, **fields)
         assert r.status_code == 202, r.text
         params = r.json()["params"]
-        settled[preset, resolution] = (params["resolution"], params["resolution_reason"])
+        settled[preset, resolution] = (params["resolution"], params["resolution_reason"], params["victim_resolutions"])
         with session_scope() as session:
             row = session.get(Job, r.json()["id"])
             assert row is not None and row.params["resolution"] == params["resolution"]
     assert settled == {
-        ("paper", None): (80, "median short side 90 px, rounded down to a multiple of 16"),
-        ("balanced", None): (32, "median short side 90 px, capped at 32 px by the preset"),
-        ("balanced", "64"): (64, "set by the user"),  # an explicit resolution wins
+        ("paper", None): (80, "median short side 90 px, rounded down to a multiple of 16", [80]),
+        ("balanced", None): (32, "median short side 90 px, capped at 32 px by the preset", [32, 64]),
+        ("balanced", "64"): (64, "set by the user", [64]),  # an explicit resolution wins
     }
 
 

@@ -20,7 +20,7 @@ from app.jobs.dispatch import BrokerUnavailable, cancel_job, submit_job
 from app.schemas import JobCreate, JobList, JobPublic, JobStatus, Message, PreviewList
 from engine.config import ProtectConfig
 from engine.errors import DatasetError, LimitExceeded, OutOfDiskSpace
-from engine.resolution import resolve_resolution
+from engine.resolution import resolve_resolution, victim_resolutions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,9 +68,15 @@ def owned_job(session: SessionDep, owner: CurrentOwner, job_id: str) -> Job:
 
 
 def with_resolution(params: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """``params`` with the working resolution settled from the upload's image sizes, and the reason."""
+    """``params`` with the working resolution settled from the upload's image sizes, the reason, and
+    the resolutions victims will train at if the protection is measured (for the time estimate)."""
     cfg = resolve_resolution(ProtectConfig.from_dict(params), sizes)
-    return params | {"resolution": cfg.resolution, "resolution_reason": cfg.resolution_reason}
+    victims = victim_resolutions(cfg.resolution, sizes)
+    return params | {
+        "resolution": cfg.resolution,
+        "resolution_reason": cfg.resolution_reason,
+        "victim_resolutions": victims,
+    }
 
 
 def memory_needed(params: dict[str, Any], summary: dict[str, Any]) -> int:

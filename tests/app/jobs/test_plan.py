@@ -30,6 +30,16 @@ def test_crafting_weighs_more_with_more_passes() -> None:
     assert heavy["train"] < light["train"]
 
 
+def test_victims_at_twice_the_resolution_weigh_four_times_more() -> None:
+    """A victim at 2R costs 4x one at R: victims at R and 2R weigh 5x victims at R alone."""
+
+    def evaluate_per_craft(victim_resolutions: list[int]) -> float:
+        weights = stage_weights(job_params(measure=True, resolution=32) | {"victim_resolutions": victim_resolutions})
+        return weights["evaluate"] / weights["craft"]
+
+    assert evaluate_per_craft([32, 64]) == pytest.approx(5 * evaluate_per_craft([32]))
+
+
 def test_next_stage_is_the_first_not_done() -> None:
     params = job_params()
     assert next_stage(params, set()) == "ingest"
