@@ -92,7 +92,7 @@ def compare_victims(
     "warnings", settings}``. Means and spreads are over the victims without a defence;
     ``interval95`` is the Wilson interval of each accuracy on this many test images.
     """
-    rows = victim_rows(clean, protected, test, num_classes, settings, device, progress)
+    rows = victim_rows((clean, protected, test), num_classes, settings, device, progress)
     return summarise(rows, len(test[0]), num_classes, settings)
 
 
@@ -111,12 +111,12 @@ def compare_at_resolutions(
     rows: list[dict[str, Any]] = []
     test_images = 0
     for i, resolution in enumerate(settings.resolutions):
-        clean, protected, test = splits_at(resolution)
-        if protected[0].shape[-1] != resolution:
-            raise ValueError(f"splits at {resolution} px hold {protected[0].shape[-1]} px images")
+        splits = splits_at(resolution)
+        if splits[1][0].shape[-1] != resolution:
+            raise ValueError(f"splits at {resolution} px hold {splits[1][0].shape[-1]} px images")
         part = share(progress, i, len(settings.resolutions))
-        rows += victim_rows(clean, protected, test, num_classes, settings, device, part)
-        test_images = len(test[0])
+        rows += victim_rows(splits, num_classes, settings, device, part)
+        test_images = len(splits[2][0])
     return summarise(rows, test_images, num_classes, settings)
 
 
@@ -130,15 +130,10 @@ def share(progress: Progress, part: int, parts: int) -> Progress:
 
 
 def victim_rows(
-    clean: Split | None,
-    protected: Split,
-    test: Split,
-    num_classes: int,
-    settings: EvalSettings,
-    device: torch.device,
-    progress: Progress = no_progress,
+    splits: EvalSplits, num_classes: int, settings: EvalSettings, device: torch.device, progress: Progress
 ) -> list[dict[str, Any]]:
-    """One row per victim, defence and seed, trained at the resolution of ``protected``."""
+    """One row per victim, defence and seed, trained at the resolution of the protected split."""
+    clean, protected, test = splits
     resolution = int(protected[0].shape[-1])
     victims = settings.resolved()
     defenses: list[str | None] = [None, *settings.defenses] if settings.undefended else [*settings.defenses]
