@@ -29,7 +29,7 @@ class JobCreate(BaseModel):
     """Form fields of ``POST /jobs``: a preset, any override of it, and what to do besides protecting."""
 
     preset: Literal[PRESETS] = Field("balanced", description="Speed/strength preset.")  # type: ignore[valid-type]
-    method: Literal[METHODS] | Unset = Field(None, description="Perturbation method (default sep-fa-vr).")  # type: ignore[valid-type]
+    method: Literal[METHODS] | Unset = Field(None, description="Perturbation method (default: the preset's).")  # type: ignore[valid-type]
     eps: float = Field(8.0, gt=0, le=MAX_EPS, description="Perturbation budget in 1/255 units.")
     steps: Passes | Unset = Field(None, description="Outer crafting steps T.")
     checkpoints: Checkpoints | Unset = Field(None, description="Surrogate checkpoints K in the ensemble.")

@@ -29,7 +29,6 @@ from app.core.config import Settings
 from app.core.security import create_session, find_session, redeem_login_code, revoke_session, token_row
 from app.db_models import ApiToken, Owner, WebSession
 from app.schemas import JobCreate
-from engine.config import ProtectConfig
 from engine.methods import METHODS as METHOD_TABLE
 
 HERE = Path(__file__).resolve().parent
@@ -89,9 +88,7 @@ SPEED_PRESETS = [
     },
 ]
 
-METHODS = [
-    {"name": m.name, "label": m.label, "default": m.name == ProtectConfig().method} for m in METHOD_TABLE.values()
-]
+METHODS = [{"name": m.name, "label": m.label} for m in METHOD_TABLE.values()]
 
 NUMBER_FIELDS = [
     {"name": "steps", "label": "Steps T", "hint": "Crafting steps per image."},

@@ -12,7 +12,8 @@ def test_presets_trade_time_for_strength() -> None:
     fast, balanced, paper = (preset(name) for name in PRESETS)
     for field in ("width", "epochs", "checkpoints", "steps"):
         assert getattr(fast, field) < getattr(balanced, field) < getattr(paper, field), field
-    assert balanced.balance and balanced.gray == 0.5 and balanced.ce_weight == 1.0
+    assert balanced.method == "sep-fa" and paper.method == "sep-fa-vr"  # the product is SEP-FA; paper is the paper's
+    assert balanced.balance and balanced.gray == 0.5 and balanced.ce_weight == 4.0
     assert not fast.balance and not paper.balance
     assert paper.width == 64 and paper.shard_size == 5000  # the full-width reference settings
     assert preset() == balanced  # balanced is the default

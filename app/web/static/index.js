@@ -83,9 +83,8 @@
     const data = new FormData();
     data.append("dataset", file, file.name);
     data.append("preset", value("preset") || "fast");
-    data.append("method", value("method"));
     data.append("eps", value("eps") || value("strength"));
-    ["steps", "checkpoints", "inner_steps", "epochs", "resolution", "seed", "jpeg_quality"].forEach(function (name) {
+    ["method", "steps", "checkpoints", "inner_steps", "epochs", "resolution", "seed", "jpeg_quality"].forEach(function (name) {
       const v = value(name);
       if (v !== "") data.append(name, v);
     });

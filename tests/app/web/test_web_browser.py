@@ -313,6 +313,8 @@ def test_cancel_then_delete_from_the_job_page(
     page.click("#submit")
     page.wait_for_url(JOB_URL, timeout=120_000)
     job_id = JOB_URL.search(page.url).group(1)
+    params = page.request.get(f"{live_server.base_url}/api/v1/jobs/{job_id}").json()["params"]
+    assert params["method"] == "sep-fa"  # the balanced preset's method: the form sends none of its own
     assert page.locator("#delete").is_hidden()
 
     dialogs: list[str] = []

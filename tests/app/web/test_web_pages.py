@@ -132,6 +132,7 @@ def test_upload_form_offers_presets_and_advanced_settings(client: TestClient, to
     for name in ("fast", "balanced", "paper"):
         assert f'name="preset" value="{name}"' in html
     advanced = html[html.index('<details class="advanced">') : html.index("</details>")]
+    assert '<option value="" selected>The speed preset' in advanced  # no method overrides the preset's
     for field in (
         "method",
         "eps",
