@@ -63,3 +63,14 @@ def check_protected_zip(original_zip: Path, protected: bytes | Path, eps: float)
         assert int(np.abs(b - a).max()) <= bound, f"{target}: perturbation over the bound"
     assert len([n for n in names if n.endswith(".png")]) == len(originals)
     return json.loads(out.read("report.json"))
+
+
+def at_crafting(job_id: str) -> None:
+    """A running job whose stages up to class means are done, with three crafting shards planned."""
+    from app.jobs import state
+
+    state.start_job(job_id)
+    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
+    for stage in ("ingest", "train", "means"):
+        state.finish_stage(job_id, stage)
+    state.create_shards(job_id, [(0, 16), (16, 32), (32, 40)])

@@ -10,6 +10,7 @@ from app.core.db import session_scope
 from app.db_models import Job, JobShard, utcnow
 from app.jobs import state
 from tests.conftest import reload_settings as reload
+from tests.worker.helpers import at_crafting
 from worker import recovery
 
 
@@ -27,11 +28,7 @@ def age(job_id: str, seconds: float) -> None:
 def crafting(make_job: Callable[..., str]) -> str:
     """A job whose worker died while crafting shard 1, after shard 0 was done."""
     job_id = make_job()
-    state.start_job(job_id)
-    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
-    for stage in ("ingest", "train", "means"):
-        state.finish_stage(job_id, stage)
-    state.create_shards(job_id, [(0, 16), (16, 32), (32, 40)])
+    at_crafting(job_id)
     for i in (0, 1):
         state.claim_shard(job_id, i, 30, 3)
     state.finish_shard(job_id, 0)

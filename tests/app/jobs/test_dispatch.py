@@ -12,6 +12,7 @@ from app.jobs import state
 from app.jobs.dispatch import BrokerUnavailable, cancel_job, dispatch_next, submit_job
 from app.storage import job_dir
 from tests.conftest import reload_settings as reload
+from tests.worker.helpers import at_crafting
 
 
 def status(job_id: str) -> str:
@@ -57,11 +58,7 @@ def test_cancel_a_running_job_asks_its_tasks(make_job: Callable[..., str]) -> No
 
 def test_dispatch_sends_only_unfinished_shards(make_job: Callable[..., str], queued: Callable[[], list[Any]]) -> None:
     job_id = make_job()
-    state.start_job(job_id)
-    state.ensure_stage_rows(job_id, ["ingest", "train", "means", "craft", "package"])
-    for stage in ("ingest", "train", "means"):
-        state.finish_stage(job_id, stage)
-    state.create_shards(job_id, [(0, 16), (16, 32), (32, 40)])
+    at_crafting(job_id)
     state.claim_shard(job_id, 1, 60, 3)
     state.finish_shard(job_id, 1)
     assert dispatch_next(job_id) == [f"{job_id}-craft-0", f"{job_id}-craft-2"]
