@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test protect-sample browser
+.PHONY: serve test protect-sample browser screenshots
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP) browser
 # Debian's Chromium for the browser tests (Playwright drives it by its executable path).
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# The README's screenshots, rendered again by the browser tests.
+screenshots: $(STAMP) browser
+	SEPGUARD_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q tests/app/web/test_web_browser.py
 
 protect-sample: $(STAMP)
 	$(VENV)/bin/sepguard protect samples/cifar10-train.zip -o protected-sample.zip --preset fast

@@ -114,17 +114,19 @@ def compare_at_resolutions(
         splits = splits_at(resolution)
         if splits[1][0].shape[-1] != resolution:
             raise ValueError(f"splits at {resolution} px hold {splits[1][0].shape[-1]} px images")
-        part = share(progress, i, len(settings.resolutions))
+        part = share(progress, [r * r for r in settings.resolutions], i)
         rows += victim_rows(splits, num_classes, settings, device, part)
         test_images = len(splits[2][0])
     return summarise(rows, test_images, num_classes, settings)
 
 
-def share(progress: Progress, part: int, parts: int) -> Progress:
-    """``progress`` for part ``part`` of ``parts`` equal parts of one stage."""
+def share(progress: Progress, weights: list[int], part: int) -> Progress:
+    """``progress`` for part ``part`` of one stage split in parts of the given weights (a victim at
+    r px costs about r² of compute, so a 2R victim is four of an R one, not one half of the stage)."""
+    before, whole = sum(weights[:part]), sum(weights)
 
     def report(stage: str, done: int, total: int) -> None:
-        progress(stage, part * total + done, parts * total)
+        progress(stage, round(1000 * (before + weights[part] * done / max(1, total)) / whole), 1000)
 
     return report
 

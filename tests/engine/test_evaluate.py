@@ -10,6 +10,7 @@ from engine.evaluate import (
     grayscale,
     jpeg,
     parse_defense,
+    share,
     trust_warnings,
     wilson_interval,
 )
@@ -98,3 +99,13 @@ def test_resolutions_must_be_given_and_match_the_splits(sample_set) -> None:
         compare_at_resolutions(lambda r: (None, split, split), 10, EvalSettings(), torch.device("cpu"))
     with pytest.raises(ValueError, match="splits at 64 px hold 32 px images"):
         compare_at_resolutions(lambda r: (None, split, split), 10, EvalSettings(resolutions=(64,)), torch.device("cpu"))
+
+
+def test_progress_of_a_stage_in_parts_follows_their_weights() -> None:
+    seen: list[tuple[str, int, int]] = []
+    weights = [32 * 32, 64 * 64]  # a victim at 64 px costs four of one at 32 px
+    first, second = share(lambda *a: seen.append(a), weights, 0), share(lambda *a: seen.append(a), weights, 1)
+    first("evaluate", 10, 10)
+    second("evaluate", 5, 10)
+    second("evaluate", 10, 10)
+    assert seen == [("evaluate", 200, 1000), ("evaluate", 600, 1000), ("evaluate", 1000, 1000)]
