@@ -43,6 +43,7 @@ class ProtectConfig:
     resolution: int = 0
     resolution_cap: int = 32  # the largest R that auto may choose
     resolution_reason: str = ""  # why R is what it is, in words; filled in when R is settled
+    upsample: str = "bilinear"  # how δ is stretched to each photo (engine.package.UPSAMPLING)
     # crafting
     craft_batch: int = 256
     shard_size: int = 512  # images per crafting shard (the unit of distributed work)
@@ -60,6 +61,8 @@ class ProtectConfig:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not 0 < self.eps <= MAX_EPS:
             raise ValueError(f"eps must be in (0, {MAX_EPS}] (units of 1/255), got {self.eps}")
+        if self.upsample not in ("bilinear", "nearest"):
+            raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}")
         if self.output_format not in ("png", "keep"):
             raise ValueError(f"output_format must be 'png' or 'keep', got {self.output_format!r}")
         for name in ("steps", "checkpoints", "epochs", "batch_size", "craft_batch", "shard_size"):

@@ -36,17 +36,22 @@ _STORED_FORMATS = ("PNG", "JPEG", "WEBP")  # already compressed: deflating them 
 STRIP_ROWS = 256
 
 
-def resize_delta(delta: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(C,R,R) float delta to (C,H,W) float32 by bilinear interpolation.
-
-    Bilinear weights are non-negative and sum to one, so the result never leaves the
-    range of the input: the l-inf bound survives the resize.
-    """
-    return resize_delta_rows(delta, height, width, 0, height)
+# How δ (R x R) is stretched to a photo. Both keep the ℓ∞ bound: bilinear weights are
+# non-negative and sum to one, nearest copies values. Bilinear gives smooth blobs; nearest keeps
+# each of δ's cells as a block, so shrinking the photo back to R by area recovers δ itself.
+UPSAMPLING = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
 
-def resize_delta_rows(delta: np.ndarray, height: int, width: int, top: int, bottom: int) -> np.ndarray:
-    """Rows ``top:bottom`` of ``resize_delta(delta, height, width)``, computed without the others."""
+def resize_delta(delta: np.ndarray, height: int, width: int, upsample: str = "bilinear") -> np.ndarray:
+    """(C,R,R) float delta to (C,H,W) float32, by ``upsample`` (``UPSAMPLING``): the result never
+    leaves the range of the input, so the ℓ∞ bound survives the resize."""
+    return resize_delta_rows(delta, height, width, 0, height, upsample)
+
+
+def resize_delta_rows(
+    delta: np.ndarray, height: int, width: int, top: int, bottom: int, upsample: str = "bilinear"
+) -> np.ndarray:
+    """Rows ``top:bottom`` of ``resize_delta(delta, height, width, upsample)``, computed without the others."""
     channels = np.asarray(delta, dtype=np.float32)
     if channels.shape[1:] == (height, width):
         return channels[:, top:bottom].copy()
@@ -55,12 +60,13 @@ def resize_delta_rows(delta: np.ndarray, height: int, width: int, top: int, bott
     out = np.empty((channels.shape[0], bottom - top, width), dtype=np.float32)
     for c, plane in enumerate(channels):
         image = Image.fromarray(np.ascontiguousarray(plane), "F")
-        out[c] = np.asarray(image.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box))
+        out[c] = np.asarray(image.resize((width, bottom - top), UPSAMPLING[upsample], box=box))
     return out
 
 
-def apply_delta(original: LoadedImage, delta: np.ndarray, eps: float) -> np.ndarray:
-    """Protected 8-bit RGB (H,W,3) = original + delta, with |change| <= floor(eps) levels.
+def apply_delta(original: LoadedImage, delta: np.ndarray, eps: float, upsample: str = "bilinear") -> np.ndarray:
+    """Protected 8-bit RGB (H,W,3) = original + delta stretched by ``upsample``, with |change| <=
+    floor(eps) levels.
 
     ``delta`` is (3,R,R) in fractions of full scale (1.0 = 255 levels), meant to lie in
     [-eps/255, eps/255]; ``eps`` is in /255 units. Gray sources get the channel mean of
@@ -76,7 +82,7 @@ def apply_delta(original: LoadedImage, delta: np.ndarray, eps: float) -> np.ndar
     out = np.empty_like(original.rgb)
     for top in range(0, height, STRIP_ROWS):
         bottom = min(height, top + STRIP_ROWS)
-        levels = np.clip(np.rint(resize_delta_rows(d, height, width, top, bottom) * 255.0), -bound, bound)
+        levels = np.clip(np.rint(resize_delta_rows(d, height, width, top, bottom, upsample) * 255.0), -bound, bound)
         levels = levels.astype(np.int16).transpose(1, 2, 0)  # (rows,W,1 or 3)
         # For gray sources the single delta plane broadcasts over three equal channels.
         out[top:bottom] = np.clip(original.rgb[top:bottom].astype(np.int16) + levels, 0, 255)
@@ -127,12 +133,12 @@ def plan_output_paths(entries: list[ImageEntry], output_format: str) -> list[str
 
 
 def encode_protected(
-    original: LoadedImage, delta: np.ndarray, eps: float, fmt: str, quality: int, name: str
+    original: LoadedImage, delta: np.ndarray, eps: float, fmt: str, quality: int, name: str, upsample: str = "bilinear"
 ) -> tuple[bytes, np.ndarray]:
     """One protected image encoded as ``fmt`` (alpha, gray and ICC profile kept), and the pixels
     that file really holds: lossless output holds exactly the protected pixels, lossy output is
     decoded again so that the manifest measures what was saved."""
-    protected = apply_delta(original, delta, eps)
+    protected = apply_delta(original, delta, eps, upsample)
     buffer = io.BytesIO()
     save_image(buffer, protected, original.alpha, original.gray, fmt, quality, original.icc_profile)
     data = buffer.getvalue()
@@ -170,12 +176,12 @@ def measure_distortion(original: LoadedImage, saved_rgb: np.ndarray) -> dict[str
     return measured
 
 
-def _settings(eps: float | ProtectConfig, output_format: str, jpeg_quality: int) -> tuple[float, str, int]:
+def _settings(eps: float | ProtectConfig, output_format: str, jpeg_quality: int) -> tuple[float, str, int, str]:
     if isinstance(eps, ProtectConfig):
-        return eps.eps, eps.output_format, eps.jpeg_quality
+        return eps.eps, eps.output_format, eps.jpeg_quality, eps.upsample
     if output_format not in ("png", "keep"):
         raise ValueError(f"output_format must be 'png' or 'keep', got {output_format!r}")
-    return float(eps), output_format, jpeg_quality
+    return float(eps), output_format, jpeg_quality, "bilinear"
 
 
 def write_protected_zip(
@@ -191,12 +197,12 @@ def write_protected_zip(
 ) -> list[dict[str, Any]]:
     """Write every protected image, ``manifest.json`` and ``report.json`` into ``out_zip``.
 
-    ``eps`` is in /255 units (or a ProtectConfig, whose eps, output_format and
-    jpeg_quality are then used). ``delta`` is (N,3,R,R) in fractions of full scale,
+    ``eps`` is in /255 units (or a ProtectConfig, whose eps, output_format, jpeg_quality and
+    upsample are then used). ``delta`` is (N,3,R,R) in fractions of full scale,
     in the order of ``index.entries``; ``targets`` (N,) are target label indices.
     Returns the manifest (one dict per image).
     """
-    eps_value, fmt_choice, quality = _settings(eps, output_format, jpeg_quality)
+    eps_value, fmt_choice, quality, upsample = _settings(eps, output_format, jpeg_quality)
     entries = index.entries
     n = len(entries)
     if delta.ndim != 4 or delta.shape[0] != n or delta.shape[1] != 3:
@@ -211,7 +217,7 @@ def write_protected_zip(
         for i, (entry, out_path) in enumerate(zip(entries, outputs)):
             original = load_image(index.root / entry.path, name=entry.path)
             fmt = output_format_for(entry.format, fmt_choice)
-            data, saved_rgb = encode_protected(original, delta[i], eps_value, fmt, quality, out_path)
+            data, saved_rgb = encode_protected(original, delta[i], eps_value, fmt, quality, out_path, upsample)
             compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
             zf.writestr(out_path, data, compress_type=compress)
             target = None if targets is None else index.classes[int(targets[i])]

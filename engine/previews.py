@@ -59,10 +59,10 @@ def _thumb(pixels: np.ndarray, size: tuple[int, int]) -> Image.Image:
 
 
 def _preview_one(
-    i: int, entry: ImageEntry, index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float
+    i: int, entry: ImageEntry, index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float, upsample: str
 ) -> dict[str, Any]:
     original = load_image(index.root / entry.path, name=entry.path)
-    protected = apply_delta(original, delta, eps)
+    protected = apply_delta(original, delta, eps, upsample)
     a = original.rgb[:, :, 0] if original.gray else original.rgb
     b = protected[:, :, 0] if original.gray else protected
     change = b.astype(np.float32) - a.astype(np.float32)
@@ -84,7 +84,7 @@ def _preview_one(
 
 
 def write_previews(
-    index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float, count: int = 6
+    index: DatasetIndex, delta: np.ndarray, out_dir: Path, eps: float, count: int = 6, upsample: str = "bilinear"
 ) -> list[dict[str, Any]]:
     """Write ``<i>_original.png``, ``<i>_protected.png``, ``<i>_delta.png`` and ``previews.json``.
 
@@ -93,7 +93,7 @@ def write_previews(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items = [
-        _preview_one(n, index.entries[i], index, delta[i], out_dir, eps)
+        _preview_one(n, index.entries[i], index, delta[i], out_dir, eps, upsample)
         for n, i in enumerate(pick_entries(index, count))
     ]
     with atomic_path(out_dir / "previews.json") as tmp:  # the API lists it while packaging runs

@@ -40,9 +40,9 @@ def load_protected_set(
         original = load_image(index.root / entry.path, name=entry.path)
         fmt = output_format_for(entry.format, cfg.output_format)
         if fmt in LOSSY_FORMATS:  # the pixels the saved file holds, after lossy encoding
-            _, rgb = encode_protected(original, delta[i], cfg.eps, fmt, cfg.jpeg_quality, entry.path)
+            _, rgb = encode_protected(original, delta[i], cfg.eps, fmt, cfg.jpeg_quality, entry.path, cfg.upsample)
         else:
-            rgb = apply_delta(original, delta[i], cfg.eps)
+            rgb = apply_delta(original, delta[i], cfg.eps, cfg.upsample)
         images[i] = resize_rgb(rgb, resolution).transpose(2, 0, 1)
         report("load", i + 1, n)
     return images

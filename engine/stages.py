@@ -242,7 +242,7 @@ def package(
     _, labels = load_working(job)
     targets = target_classes(labels, len(index.classes)).numpy()
     with timed(job, "package"):
-        write_previews(index, delta, job.previews, cfg.eps)
+        write_previews(index, delta, job.previews, cfg.eps, upsample=cfg.upsample)
         write_protected_zip(
             index,
             delta,

@@ -36,6 +36,8 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
         preset("quick")
     with pytest.raises(ValueError, match="sep-fa-vr"):
         ProtectConfig(method="pgd")
+    with pytest.raises(ValueError, match="'bilinear' or 'nearest'"):
+        ProtectConfig(upsample="bicubic")
 
 
 @pytest.mark.parametrize(

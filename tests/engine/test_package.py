@@ -16,7 +16,7 @@ from PIL import Image
 from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, open_dataset
 from engine.images import load_image, save_image
-from engine.package import apply_delta, plan_output_paths, write_protected_zip
+from engine.package import apply_delta, plan_output_paths, resize_delta, resize_delta_rows, write_protected_zip
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 R = 32
@@ -71,9 +71,12 @@ def test_bound_holds_after_saving(width: int, height: int, mode: str, eps: float
         assert np.array_equal(pixels[:, :, -1], original.alpha)
 
 
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest"])
 @pytest.mark.parametrize("resolution", [32, 96, 224])
 @pytest.mark.parametrize("size", [(100, 100), (400, 600), (600, 400), (2000, 300), (300, 1100), (33, 517)])
-def test_bound_holds_for_photos_at_every_working_resolution(resolution: int, size: tuple[int, int]) -> None:
+def test_bound_holds_for_photos_at_every_working_resolution(
+    resolution: int, size: tuple[int, int], upsample: str
+) -> None:
     """δ crafted at R and stretched to a photo of another size and aspect ratio stays within ε after
     rounding and a lossless save (δ drawn up to 1.5 ε, so clipping is exercised too)."""
     rng = np.random.default_rng(resolution * 7919 + size[0])
@@ -83,7 +86,7 @@ def test_bound_holds_for_photos_at_every_working_resolution(resolution: int, siz
     original = load_image(io.BytesIO(_encode(Image.fromarray(pixels, "RGB"))))
     eps = 8.0
     delta = (rng.uniform(-1.5 * eps, 1.5 * eps, (3, resolution, resolution)) / 255.0).astype(np.float32)
-    protected = apply_delta(original, delta, eps)
+    protected = apply_delta(original, delta, eps, upsample)
     out = io.BytesIO()
     save_image(out, protected, original.alpha, original.gray, "PNG", icc_profile=original.icc_profile)
     out.seek(0)
@@ -91,6 +94,21 @@ def test_bound_holds_for_photos_at_every_working_resolution(resolution: int, siz
     assert written.shape == (height, width, 3)
     change = np.abs(written - original.rgb.astype(np.int16))
     assert change.max() <= eps and change.max() > 0
+
+
+@pytest.mark.parametrize("rows", [(0, 640), (0, 256), (256, 512), (384, 640)])
+def test_nearest_stretch_keeps_each_cell_as_a_block(rows: tuple[int, int]) -> None:
+    """Nearest upsampling gives each of δ's cells its own block, strip by strip as packaging does,
+    so a photo shrunk back to R by area averaging holds δ itself; bilinear smooths it."""
+    rng = np.random.default_rng(3)
+    delta = rng.uniform(-1, 1, (3, R, R)).astype(np.float32)
+    height, width = 640, 480  # 20 x 15 pixels per cell
+    top, bottom = rows
+    whole = resize_delta(delta, height, width, "nearest")
+    assert np.array_equal(whole[:, top:bottom], resize_delta_rows(delta, height, width, top, bottom, "nearest"))
+    assert np.allclose(whole.reshape(3, R, 20, R, 15).mean(axis=(2, 4)), delta, atol=1e-6)
+    smooth = resize_delta(delta, height, width, "bilinear").reshape(3, R, 20, R, 15).mean(axis=(2, 4))
+    assert np.abs(smooth - delta).max() > 0.1
 
 
 def test_apply_delta_adds_exactly_and_clips_to_eps() -> None:
