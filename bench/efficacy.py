@@ -18,6 +18,9 @@ compared on equal terms.
 Victims train at the working resolution R by default. ``--victim-resolutions`` trains them at the
 given sizes instead: at R on the crafting copies (plus δ as crafted), elsewhere on the protected
 images as downloaded (``engine.protected_set``) and on the clean images, all resized alike.
+``--victim-view crop`` has every victim resize the short side and keep the centre square (at R
+too, then from the downloaded images), as many trainers of photographs do, instead of squashing
+the whole frame as sepguard crafts.
 
 Per seed, results go to ``bench/results/<name>-seed<S>.json``; ``<name>.md`` and ``<name>.json``
 summarise every seed file of that name present (so seeds may run as separate processes).
@@ -38,7 +41,7 @@ from bench.common import RESULTS, SHARED_DATA, recorded_args, write_result
 from engine import stages
 from engine.attacks import passes_per_image
 from engine.config import ProtectConfig, preset
-from engine.dataset import load_working_set, open_dataset
+from engine.dataset import VIEWS, load_working_set, open_dataset
 from engine.device import pick_device
 from engine.device import settings as speed_settings
 from engine.evaluate import EvalSettings, compare_victims
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("--victims", default="tuning,held-out")
     ap.add_argument("--victim-epochs", type=int, default=0, help="> 0: every victim trains this long (quick checks)")
     ap.add_argument("--victim-resolutions", default="", help="sizes in px victims train at, e.g. 64,128 (default: R)")
+    ap.add_argument("--victim-view", default="squash", choices=VIEWS, help="how victims bring photos to their size")
     ap.add_argument("--defenses", default="", help="e.g. grayscale,jpeg:10 (held-out victims, rows in --defended)")
     ap.add_argument("--defended", default="default", help="rows also measured under --defenses")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick checks)")
@@ -117,11 +121,12 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
         out["speed_settings"] = str(speed_settings(device))
         test_index = open_dataset(args.data / "test.zip", Path(tmp) / "test")
         resolutions = [int(r) for r in split(args.victim_resolutions)] or [cfg0.resolution]
-        tests = {r: to_split(load_working_set(test_index, r)) for r in resolutions}
+        view = args.victim_view
+        tests = {r: to_split(load_working_set(test_index, r, view=view)) for r in resolutions}
         images, labels = stages.load_working(base)
         num_classes = len(base.load_index().classes)
         out["train_images"], out["test_images"] = len(images), len(test_index.entries)
-        out["resolution"], out["victim_resolutions"] = cfg0.resolution, resolutions
+        out["resolution"], out["victim_resolutions"], out["victim_view"] = cfg0.resolution, resolutions, view
         victims = EvalSettings(victims=args.victims, epochs=args.victim_epochs, seeds=(seed,))
         defended = EvalSettings(
             victims="held-out", epochs=args.victim_epochs, seeds=(seed,), defenses=split(args.defenses),
@@ -141,7 +146,9 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
                 print(summarise(args.name).splitlines()[-1], flush=True)
 
         def clean_at(r: int) -> tuple:
-            return (images, labels) if r == cfg0.resolution else to_split(load_working_set(base.load_index(), r))
+            if r == cfg0.resolution and view == "squash":
+                return images, labels
+            return to_split(load_working_set(base.load_index(), r, view=view))
 
         if not args.no_clean:
             measure("clean (no protection)", clean_at, {}, defend=True)
@@ -161,9 +168,9 @@ def run_seed(args: argparse.Namespace, overrides: dict[str, object], rows: dict[
             delta = stages.load_delta(job, cfg)
 
             def protected_at(r: int, cfg: ProtectConfig = cfg, delta: np.ndarray = delta) -> tuple:
-                if r == cfg0.resolution:
+                if r == cfg0.resolution and view == "squash":
                     return stages.apply_delta_working(images, torch.from_numpy(delta), cfg.eps), labels
-                return torch.from_numpy(load_protected_set(base.load_index(), delta, cfg, r)), labels
+                return torch.from_numpy(load_protected_set(base.load_index(), delta, cfg, r, view=view)), labels
 
             surrogate_s = (timings["train"] + timings["means"]) * (cfg.method != "random")
             extra = {

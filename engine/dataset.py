@@ -231,9 +231,10 @@ def _raise_bad(bad: list[tuple[str, str, bool]]) -> None:
 
 
 def load_working_set(
-    index: DatasetIndex, resolution: int, progress: Progress | None = None
+    index: DatasetIndex, resolution: int, progress: Progress | None = None, view: str = "squash"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every image squashed to ``resolution`` x ``resolution``: (N,3,R,R) uint8, (N,) int64.
+    """Every image brought to ``resolution`` x ``resolution`` (``resize_rgb``'s ``view``): (N,3,R,R)
+    uint8, (N,) int64.
 
     Images are decoded one at a time (JPEGs at a reduced scale when much larger than R)
     and only the small copy is kept, so memory is N*3*R*R bytes plus one image.
@@ -244,16 +245,32 @@ def load_working_set(
     report("load", 0, n)
     for i, entry in enumerate(index.entries):
         loaded = load_image(index.root / entry.path, draft_size=(resolution, resolution), name=entry.path)
-        images[i] = resize_rgb(loaded.rgb, resolution).transpose(2, 0, 1)
+        images[i] = resize_rgb(loaded.rgb, resolution, view).transpose(2, 0, 1)
         report("load", i + 1, n)
     return images, index.labels()
 
 
-def resize_rgb(rgb: np.ndarray, resolution: int) -> np.ndarray:
-    """(H,W,3) uint8 to (R,R,3) uint8; area-averaging when shrinking, bilinear when growing."""
+VIEWS = ("squash", "crop")
+
+
+def resize_rgb(rgb: np.ndarray, resolution: int, view: str = "squash") -> np.ndarray:
+    """(H,W,3) uint8 to (R,R,3) uint8; area-averaging when shrinking, bilinear when growing.
+
+    ``squash`` resizes the whole frame to R x R (how sepguard crafts); ``crop`` resizes the short
+    side to R and keeps the centre R x R (how many trainers of photographs feed their models), so a
+    victim can be measured on a view that does not match the crafting copy's geometry.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     h, w = rgb.shape[:2]
     if (h, w) == (resolution, resolution):
         return rgb
     shrinking = h >= resolution and w >= resolution
     method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(rgb, "RGB").resize((resolution, resolution), method))
+    if view == "squash":
+        return np.asarray(Image.fromarray(rgb, "RGB").resize((resolution, resolution), method))
+    scale = resolution / min(h, w)
+    size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+    resized = Image.fromarray(rgb, "RGB").resize(size, method)
+    return np.asarray(resized.crop((left, top, left + resolution, top + resolution)))

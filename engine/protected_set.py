@@ -4,7 +4,8 @@ Victims at the working resolution R can train on the crafting copies plus δ; at
 trainer resizes the downloaded images. So each image is protected exactly as ``engine.package``
 writes it (δ resized to the image's own size, rounded and clipped to the bound, encoded in its
 output format and decoded again when that format is lossy), then squashed to r x r exactly as
-the working set is (``engine.dataset.resize_rgb``). One full-size image is in memory at a time.
+the working set is (``engine.dataset.resize_rgb``), or centre-cropped as many trainers do. One
+full-size image is in memory at a time.
 
 For an image of R x R pixels this equals the protected working copy at R. For a larger photo
 the two differ by more than rounding: δ stretched to the photo with bilinear weights and
@@ -24,9 +25,15 @@ from engine.progress import Progress, no_progress
 
 
 def load_protected_set(
-    index: DatasetIndex, delta: np.ndarray, cfg: ProtectConfig, resolution: int, progress: Progress | None = None
+    index: DatasetIndex,
+    delta: np.ndarray,
+    cfg: ProtectConfig,
+    resolution: int,
+    progress: Progress | None = None,
+    view: str = "squash",
 ) -> np.ndarray:
-    """Every image as downloaded (original + δ as packaged), squashed to ``resolution``: (N,3,r,r) uint8.
+    """Every image as downloaded (original + δ as packaged), brought to ``resolution`` as ``view``
+    says (``engine.dataset.resize_rgb``): (N,3,r,r) uint8.
 
     ``delta`` is (N,3,R,R) in fractions of full scale, in the order of ``index.entries``.
     """
@@ -43,6 +50,6 @@ def load_protected_set(
             _, rgb = encode_protected(original, delta[i], cfg.eps, fmt, cfg.jpeg_quality, entry.path, cfg.upsample)
         else:
             rgb = apply_delta(original, delta[i], cfg.eps, cfg.upsample)
-        images[i] = resize_rgb(rgb, resolution).transpose(2, 0, 1)
+        images[i] = resize_rgb(rgb, resolution, view).transpose(2, 0, 1)
         report("load", i + 1, n)
     return images

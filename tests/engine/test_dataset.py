@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.dataset import DatasetIndex, Limits, load_working_set, open_dataset
+from engine.dataset import DatasetIndex, Limits, load_working_set, open_dataset, resize_rgb
 from engine.errors import DatasetError, LimitExceeded
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -223,3 +223,22 @@ def test_a_protected_zip_reads_back_as_a_dataset(tmp_path: Path) -> None:
         z.writestr("report.json", "{}")
     index = open_dataset(src, tmp_path / "work")
     assert [e.path for e in index.entries] == ["cat/a.png", "dog/a.png"]
+
+
+@pytest.mark.parametrize("shape", [(80, 40), (40, 80), (33, 517), (20, 10)])
+def test_crop_view_keeps_the_centre_square_and_squash_the_whole_frame(shape: tuple[int, int]) -> None:
+    """A photo with red ends and a blue middle along its long side: squashing keeps the red, the
+    crop view (short side to r, centre square) drops it; both give r x r."""
+    h, w = shape
+    rgb = np.zeros((h, w, 3), dtype=np.uint8)
+    rgb[..., 2] = 255
+    if h > w:
+        rgb[: h // 8, :, 0], rgb[-(h // 8) :, :, 0] = 255, 255
+    else:
+        rgb[:, : w // 8, 0], rgb[:, -(w // 8) :, 0] = 255, 255
+    for r in (16, 32):
+        squashed, cropped = resize_rgb(rgb, r, "squash"), resize_rgb(rgb, r, "crop")
+        assert squashed.shape == cropped.shape == (r, r, 3)
+        assert squashed[..., 0].max() > 200 and cropped[..., 0].max() == 0
+    with pytest.raises(ValueError, match="squash, crop"):
+        resize_rgb(rgb, 16, "pad")

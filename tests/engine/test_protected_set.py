@@ -42,13 +42,14 @@ def test_at_r_images_of_r_pixels_equal_the_protected_working_split(tmp_path: Pat
     assert np.array_equal(load_protected_set(index, delta, preset("fast", eps=EPS), 32), expected)
 
 
+@pytest.mark.parametrize("view", ["squash", "crop"])
 @pytest.mark.parametrize("resolution", [32, 64])
-def test_photos_stay_within_eps_of_the_clean_split_resized_alike(tmp_path: Path, resolution: int) -> None:
+def test_photos_stay_within_eps_of_the_clean_split_resized_alike(tmp_path: Path, resolution: int, view: str) -> None:
     """Resizing is a convex combination, so |protected - clean| <= eps + 1 (rounding) at any size."""
     index = noise_index(tmp_path, [(80, 120), (120, 80), (96, 96), (50, 70)])
     delta = random_delta(4)
-    protected = load_protected_set(index, delta, preset("fast", eps=EPS), resolution)
-    clean, _ = load_working_set(index, resolution)
+    protected = load_protected_set(index, delta, preset("fast", eps=EPS), resolution, view=view)
+    clean, _ = load_working_set(index, resolution, view=view)
     assert protected.shape == (4, 3, resolution, resolution) and protected.dtype == np.uint8
     difference = np.abs(protected.astype(np.int16) - clean)
     assert difference.max() <= EPS + 1 and difference.mean() > 1  # δ is there, within its bound
@@ -64,6 +65,9 @@ def test_at_r_photos_carry_a_smoothed_delta(tmp_path: Path) -> None:
     downloaded = load_protected_set(index, delta, preset("fast", eps=EPS), 32)
     gap = np.abs(downloaded.astype(np.int16) - crafted)
     assert gap.max() > 1 and gap.max() <= 2 * EPS + 1
+    blocks = load_protected_set(index, delta, preset("fast", eps=EPS, upsample="nearest"), 32)
+    near = np.abs(blocks.astype(np.int16) - crafted)  # nearest: δ itself, up to rounding and clipping
+    assert near.max() <= 2 and near.mean() < gap.mean() / 4
 
 
 def test_lossy_output_is_measured_as_saved(tmp_path: Path) -> None:
