@@ -48,7 +48,7 @@ from engine.evaluate import EvalSettings, compare_victims
 from engine.job_dir import JobDir
 from engine.protected_set import load_protected_set
 from engine.resolution import resolve_resolution
-from engine.victim_catalogue import HELD_OUT, TUNING
+from engine.victim_catalogue import HELD_OUT, SETS, TUNING
 
 # the paper's methods as published: none of this project's additions
 PLAIN = dict(balance=False, gray=0.0, ce_weight=0.0, class_pattern=0.0, augment=False)
@@ -61,7 +61,7 @@ ROWS: dict[str, dict[str, object]] = {
     "default": {},  # the preset as it ships
     "default+class-pattern": dict(class_pattern=4.0),
 }
-SET_OF = {v.name: "tuning" for v in TUNING} | {v.name: "held-out" for v in HELD_OUT}
+SET_OF = {v.name: set_name for set_name, victims in SETS.items() for v in victims}
 
 
 def main() -> None:

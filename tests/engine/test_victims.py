@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import models
-from engine.victim_catalogue import CATALOGUE, HELD_OUT, TUNING, resolve
+from engine.victim_catalogue import CATALOGUE, DIAGNOSTIC, HELD_OUT, TUNING, resolve
 from engine.victims import build, train_victim
 
 
@@ -17,6 +17,19 @@ def test_held_out_set_differs_from_the_tuning_set_in_what_matters() -> None:
     assert {v.schedule for v in HELD_OUT} >= {"onecycle", "cosine"} and {v.schedule for v in TUNING} == {"triangular"}
     assert all(v.label_smoothing > 0 and v.standardize for v in HELD_OUT)
     assert tuning_archs <= set(models.ARCHS)
+
+
+def test_diagnostic_victims_swap_only_the_optimiser_recipe_of_two_held_out_ones() -> None:
+    by_arch = {v.arch: v for v in HELD_OUT}
+    recipe = ("optimizer", "lr", "weight_decay")
+    for victim in DIAGNOSTIC:
+        held_out = by_arch[victim.arch]
+        assert victim.name not in {v.name for v in (*HELD_OUT, *TUNING)}
+        assert victim.optimizer != held_out.optimizer
+        others = [f for f in held_out.__dataclass_fields__ if f not in (*recipe, "name")]
+        assert all(getattr(victim, f) == getattr(held_out, f) for f in others)
+    assert {v.optimizer for v in DIAGNOSTIC} == {"sgd", "adamw"}
+    assert resolve("diagnostic") == list(DIAGNOSTIC)
 
 
 def test_resolve_expands_sets_and_names_unknown_victims() -> None:
