@@ -242,8 +242,24 @@ def summarise(name: str) -> str:
             f"{', '.join(f'{p:.0f}' for p in protect)} | {mean:.1%} ± {spread:.1%} | {best:.1%} | "
             + ", ".join(f"{s}: {m:.1%}" for s, m in sorted(seed_means.items())) + " |"
         )
+    lines += per_victim_table(per_seed)
     write_result(name, {"seeds": seeds, "summary": summary}, "\n".join(lines))
     return "\n".join(lines)
+
+
+def per_victim_table(per_seed: dict[int, dict]) -> list[str]:
+    """Each victim's final accuracy per seed, by resolution, row and defence: the means above hide
+    which victims the protection reaches."""
+    cells: dict[tuple[int, str, str, str], dict[int, float]] = {}
+    for seed, data in per_seed.items():
+        for row in data["rows"]:
+            for v in row["victims"]:
+                at = v.get("resolution", data.get("resolution", 0))
+                cells.setdefault((at, row["row"], v["victim"], v["defense"]), {})[seed] = v["protected_acc"]
+    lines = ["", "### Per victim (final accuracy per seed)", "", "| px | row | victim | defence | per seed |", "|---|---|---|---|---|"]
+    for (at, label, victim, defense), accs in sorted(cells.items(), key=lambda item: item[0][0]):
+        lines.append(f"| {at} | {label} | {victim} | {defense} | " + ", ".join(f"{s}: {a:.1%}" for s, a in sorted(accs.items())) + " |")
+    return lines
 
 
 TABLE_HEAD = "| row | victims | defence | passes/image | protect (s) | mean acc | best-epoch acc | per seed |"
