@@ -242,20 +242,19 @@ def summarise(name: str) -> str:
             f"{', '.join(f'{p:.0f}' for p in protect)} | {mean:.1%} ± {spread:.1%} | {best:.1%} | "
             + ", ".join(f"{s}: {m:.1%}" for s, m in sorted(seed_means.items())) + " |"
         )
-    lines += per_victim_table(per_seed)
+    lines += per_victim_table(table)
     write_result(name, {"seeds": seeds, "summary": summary}, "\n".join(lines))
     return "\n".join(lines)
 
 
-def per_victim_table(per_seed: dict[int, dict]) -> list[str]:
-    """Each victim's final accuracy per seed, by resolution, row and defence: the means above hide
-    which victims the protection reaches."""
+def per_victim_table(table: dict[tuple[int, str, str, str], dict[int, list[dict]]]) -> list[str]:
+    """Each victim's final accuracy per seed, by resolution, row and defence (from the table the means
+    are taken over): the means hide which victims the protection reaches."""
     cells: dict[tuple[int, str, str, str], dict[int, float]] = {}
-    for seed, data in per_seed.items():
-        for row in data["rows"]:
-            for v in row["victims"]:
-                at = v.get("resolution", data.get("resolution", 0))
-                cells.setdefault((at, row["row"], v["victim"], v["defense"]), {})[seed] = v["protected_acc"]
+    for (at, label, _, defense), by_seed in table.items():
+        for seed, victims in by_seed.items():
+            for v in victims:
+                cells.setdefault((at, label, v["victim"], defense), {})[seed] = v["protected_acc"]
     lines = ["", "### Per victim (final accuracy per seed)", "", "| px | row | victim | defence | per seed |", "|---|---|---|---|---|"]
     for (at, label, victim, defense), accs in sorted(cells.items(), key=lambda item: item[0][0]):
         lines.append(f"| {at} | {label} | {victim} | {defense} | " + ", ".join(f"{s}: {a:.1%}" for s, a in sorted(accs.items())) + " |")
