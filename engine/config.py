@@ -32,7 +32,7 @@ class ProtectConfig:
     ce_weight: float = 0.0  # FA methods: weight of the targeted cross-entropy term (log-mixed, see attacks.base)
     class_pattern: float = 0.0  # opt-in, beyond SEP: per-class luma pattern of this amplitude (1/255), inside ε
     # surrogate
-    arch: str = "resnet18"
+    arch: str = "resnet18"  # a zoo architecture, or several joined by "+" that share the K checkpoints
     width: int = 16  # base channel width (64 = the paper's full-width ResNet18)
     epochs: int = 15
     batch_size: int = 128
@@ -86,6 +86,10 @@ class ProtectConfig:
             raise ValueError(
                 f"class_pattern must be in [0, eps) so that crafting keeps a budget, got {self.class_pattern}"
             )
+        if not all(self.archs) or len(self.archs) > self.checkpoints:
+            raise ValueError(
+                f"arch must name one to {self.checkpoints} (checkpoints) architectures joined by '+', got {self.arch!r}"
+            )
         if self.craft_batch > self.shard_size:
             # shards are whole multiples of the crafting batch (so sharded crafting repeats a
             # single pass exactly); a smaller shard size asks for smaller batches
@@ -94,6 +98,11 @@ class ProtectConfig:
             raise ValueError("holdout must be in (0, 1)")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in 1..100")
+
+    @property
+    def archs(self) -> list[str]:
+        """The surrogate's architectures, in training order."""
+        return [a.strip() for a in self.arch.split("+")]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -53,7 +53,9 @@ def build_report(job: JobDir, cfg: ProtectConfig, extra: dict[str, Any] | None =
             "arch": cfg.arch,
             "width": cfg.width,
             "history": saved["history"],
-            "checkpoints_used": [{"step": c["step"], "epoch": c["epoch"]} for c in saved["checkpoints"]],
+            "checkpoints_used": [
+                {"arch": c["arch"], "step": c["step"], "epoch": c["epoch"]} for c in saved["checkpoints"]
+            ],
         }
         k = len(saved["checkpoints"])
         report["passes_per_image"] = passes_per_image(cfg, k)

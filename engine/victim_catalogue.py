@@ -3,8 +3,9 @@
 Protection measured only on the victims its settings were chosen on is not protection. The
 catalogue therefore has two sets:
 
-- ``TUNING``: the zoo's ResNet18, VGG16 and SENet18 at width 16, 15 epochs, the surrogate's own
-  recipe. Settings of the engine are chosen on these (``bench/efficacy``).
+- ``TUNING``: the zoo's ResNet18, VGG16 and SENet18 and its MobileNetV2, all at width 16
+  (a depthwise-separable family, added in round 9), 15 epochs, the surrogate's own recipe.
+  Settings of the engine are chosen on these (``bench/efficacy``).
 - ``HELD_OUT``: victims no setting is ever chosen on. They differ in what matters to an outsider:
   architecture families outside the zoo (a plain CNN, torchvision's MobileNetV2), longer training
   (30 and 60 epochs), other recipes (one-cycle and cosine schedules, AdamW, label smoothing, input
@@ -43,6 +44,7 @@ TUNING: tuple[Victim, ...] = (
     Victim("resnet18", "resnet18", 16, 15),
     Victim("vgg16", "vgg16", 16, 15),
     Victim("senet18", "senet18", 16, 15),
+    Victim("mobilenet", "mobilenet", 16, 15),
 )
 
 HELD_OUT: tuple[Victim, ...] = (

@@ -1,5 +1,5 @@
-"""The network zoo: the five CIFAR-style architectures of the SEP paper, a registry to
-build them by name, and checkpoints that rebuild a network from a plain dict.
+"""The network zoo: the five CIFAR-style architectures of the SEP paper and a MobileNetV2, a registry
+to build them by name, and checkpoints that rebuild a network from a plain dict.
 
 Checkpoints are dicts of plain data (arch name, config fields, CPU tensors) rather than
 pickled modules, so they load without this package's classes being importable under the
@@ -14,12 +14,14 @@ import torch
 from models.base import CIFAR10_MEAN, CIFAR10_STD, Net, NetConfig
 from models.densenet import DenseNet121, DenseNetConfig
 from models.googlenet import GoogLeNet, GoogLeNetConfig
+from models.mobilenet import MobileNetConfig, MobileNetV2
 from models.resnet import ResNet18, ResNetConfig
 from models.senet import SENet18, SENetConfig
 from models.vgg import VGG16, VGGConfig
 
 ARCHS: dict[str, type[Net]] = {
-    net_class.config_class.arch: net_class for net_class in (ResNet18, SENet18, VGG16, DenseNet121, GoogLeNet)
+    net_class.config_class.arch: net_class
+    for net_class in (ResNet18, SENet18, VGG16, DenseNet121, GoogLeNet, MobileNetV2)
 }
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "DenseNetConfig",
     "GoogLeNet",
     "GoogLeNetConfig",
+    "MobileNetConfig",
+    "MobileNetV2",
     "Net",
     "NetConfig",
     "ResNet18",

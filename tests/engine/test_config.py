@@ -60,6 +60,8 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
         {"holdout": 1},
         {"jpeg_quality": 0},
         {"jpeg_quality": 101},
+        {"arch": "resnet18+"},  # an empty architecture name
+        {"arch": "resnet18+mobilenet", "checkpoints": 1},  # fewer checkpoints than architectures
     ],
 )
 def test_invalid_values_are_refused(bad: dict[str, Any]) -> None:
@@ -85,3 +87,8 @@ def test_stored_parameters_round_trip_and_unknown_keys_are_ignored() -> None:
     stored = {**cfg.to_dict(), "strip_metadata": True, "preset": "balanced"}
     assert ProtectConfig.from_dict(stored) == cfg
     assert ProtectConfig.from_dict({"eps": 4.0}) == ProtectConfig(eps=4.0)  # missing fields take defaults
+
+
+def test_the_surrogate_may_name_several_architectures() -> None:
+    assert ProtectConfig(arch="resnet18 + mobilenet").archs == ["resnet18", "mobilenet"]
+    assert ProtectConfig().archs == ["resnet18"]

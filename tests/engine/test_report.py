@@ -59,7 +59,11 @@ def test_report_keeps_an_explicit_resolution(tmp_path: Path) -> None:
 
 def test_report_names_the_checkpoints_used_and_the_evaluation(tmp_path: Path) -> None:
     job = indexed_job(tmp_path)
-    checkpoints = [{"step": 4, "epoch": 1}, {"step": 8, "epoch": 2}, {"step": 12, "epoch": 3}]
+    checkpoints = [
+        {"arch": "resnet18", "step": 4, "epoch": 1},
+        {"arch": "resnet18", "step": 8, "epoch": 2},
+        {"arch": "mobilenet", "step": 12, "epoch": 3},
+    ]
     history = [{"epoch": 1, "loss": 2.0}]
     torch.save({"checkpoints": checkpoints, "history": history}, job.checkpoints)
     job.evaluation.write_text(json.dumps({"mean_protected_acc": 0.2}))

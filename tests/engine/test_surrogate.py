@@ -2,7 +2,7 @@ import torch
 
 import models
 from engine.config import preset
-from engine.surrogate import snapshot_schedule, train_surrogate
+from engine.surrogate import checkpoint_split, snapshot_schedule, train_surrogate
 from engine.training import steps_per_epoch, triangular_lr
 
 
@@ -46,3 +46,22 @@ def test_surrogate_training_is_repeatable_with_a_seed(sample_set) -> None:
     a = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     b = train_surrogate(images, labels, 10, cfg, torch.device("cpu")).checkpoints[-1]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_are_split_among_the_architectures() -> None:
+    assert checkpoint_split(["resnet18"], 8) == [8]
+    assert checkpoint_split(["resnet18", "mobilenet"], 8) == [4, 4]
+    assert checkpoint_split(["resnet18", "mobilenet", "vgg16"], 8) == [3, 3, 2]
+
+
+def test_a_two_architecture_surrogate_keeps_checkpoints_of_both_runs(sample_set) -> None:
+    images, labels = sample_set
+    progress: list[tuple[int, int]] = []
+    cfg = preset("fast", arch="resnet18+mobilenet", width=8, epochs=2, checkpoints=3, batch_size=32)
+    run = train_surrogate(images, labels, 10, cfg, torch.device("cpu"), lambda s, d, t: progress.append((d, t)))
+    assert [c["arch"] for c in run.checkpoints] == ["resnet18", "resnet18", "mobilenet"]
+    assert [c["epoch"] for c in run.checkpoints] == [1, 2, 2]  # each run's share spread over that run
+    assert [h["arch"] for h in run.history] == ["resnet18"] * 2 + ["mobilenet"] * 2
+    assert isinstance(models.load_checkpoint(run.checkpoints[-1]), models.MobileNetV2)
+    done = [d for d, _ in progress]
+    assert done == sorted(done) and progress[-1][0] == progress[-1][1]  # one progress bar over both runs

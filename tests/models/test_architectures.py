@@ -7,8 +7,11 @@ import torch
 from models import ARCHS, Net, build_model
 
 ARCH_NAMES = sorted(ARCHS)
-# Penultimate width of each architecture at the paper's full width (CIFAR reference nets).
-FULL_FEATURE_DIM = {"resnet18": 512, "senet18": 512, "vgg16": 512, "densenet121": 1024, "googlenet": 1024}
+# Penultimate width of each architecture at the paper's full width (CIFAR reference nets;
+# MobileNetV2's 1280-channel head at width multiplier 1).
+FULL_FEATURE_DIM = {
+    "resnet18": 512, "senet18": 512, "vgg16": 512, "densenet121": 1024, "googlenet": 1024, "mobilenet": 1280,
+}  # fmt: skip
 
 
 def narrow(arch: str, num_classes: int = 10) -> Net:
@@ -16,7 +19,7 @@ def narrow(arch: str, num_classes: int = 10) -> Net:
     return build_model(arch, num_classes, width=8).eval()
 
 
-def test_registry_lists_the_five_paper_architectures() -> None:
+def test_registry_lists_the_five_paper_architectures_and_a_mobilenet() -> None:
     assert set(ARCHS) == set(FULL_FEATURE_DIM)
 
 
