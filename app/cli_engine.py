@@ -68,7 +68,10 @@ def protect(
     steps: Annotated[int | None, typer.Option(help="T: outer steps.")] = None,
     inner_steps: Annotated[int | None, typer.Option(help="M: variance-reduction inner steps.")] = None,
     checkpoints: Annotated[int | None, typer.Option(help="K: checkpoints in the ensemble.")] = None,
-    arch: Annotated[str | None, typer.Option(help="Surrogate architecture.")] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Surrogate architecture; several joined by + share the checkpoints (resnet18+mobilenet)."),
+    ] = None,
     width: Annotated[int | None, typer.Option(help="Surrogate base width (64 = full).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Surrogate training epochs.")] = None,
     resolution: Annotated[
