@@ -4,6 +4,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from engine.device import autocast, to_float
 
@@ -24,6 +25,9 @@ def class_means(
 ) -> torch.Tensor:
     """Mean penultimate feature of every class for every net: (K, C, D), float32 on ``device``.
 
+    Nets of different architectures may have features of different widths: D is the widest, and
+    net k's means fill the first D_k columns of its row (zeros after them).
+
     Neural-collapse view: the class mean represents the class, so aligning an image's feature
     with the mean of a wrong class injects that class's features.
     """
@@ -39,4 +43,5 @@ def class_means(
                 sums = torch.zeros(num_classes, f.shape[1], device=device)
             sums.index_add_(0, labels[i : i + batch], f)
         out.append(cast(torch.Tensor, sums) / counts[:, None])
-    return torch.stack(out)
+    width = max(m.shape[1] for m in out)
+    return torch.stack([F.pad(m, (0, width - m.shape[1])) for m in out])

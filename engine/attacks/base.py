@@ -124,7 +124,8 @@ class FeatureAlignment(Attack):
 
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         f = self.nets[k].features(x)  # type: ignore[operator]  # a models.Net
-        distance = (f.float() - cast(torch.Tensor, self.means)[k][targets]).pow(2).sum(1)
+        mu = cast(torch.Tensor, self.means)[k, :, : f.shape[1]]  # a narrower member's means, unpadded
+        distance = (f.float() - mu[targets]).pow(2).sum(1)
         if self.ce_weight <= 0:
             total: torch.Tensor = distance.sum()
             return total

@@ -45,6 +45,19 @@ def test_stages_produce_every_artifact_and_skip_finished_work(tmp_path: Path, sm
     assert job.previews_index.exists()
 
 
+def test_a_surrogate_of_two_architectures_goes_through_every_stage(tmp_path: Path, small_zip: Path) -> None:
+    job = JobDir(tmp_path / "job")
+    cfg = preset("fast", **{**TINY, "arch": "resnet18+mobilenet", "checkpoints": 2})
+    stages.ingest(job, cfg, source=small_zip)
+    stages.train(job, cfg)
+    stages.means(job, cfg)  # features of two widths (ResNet18 and MobileNetV2 at the same width)
+    for lo, hi in stages.plan_shards(job, cfg):
+        stages.craft_shard(job, cfg, lo, hi)
+    delta = stages.load_delta(job, cfg)
+    assert np.abs(delta.astype(np.float32)).max() <= cfg.eps / 255 + 1e-3 and delta.any()
+    report = json.loads(zipfile.ZipFile(stages.package(job, cfg, {})).read("report.json"))
+    assert [c["arch"] for c in report["surrogate"]["checkpoints_used"]] == ["resnet18", "mobilenet"]
+
 def photo_zip(out: Path, size: tuple[int, int]) -> Path:
     """Two classes of three flat photographs of ``size`` (width, height)."""
     with zipfile.ZipFile(out, "w") as zf:
