@@ -58,6 +58,7 @@ def test_a_surrogate_of_two_architectures_goes_through_every_stage(tmp_path: Pat
     report = json.loads(zipfile.ZipFile(stages.package(job, cfg, {})).read("report.json"))
     assert [c["arch"] for c in report["surrogate"]["checkpoints_used"]] == ["resnet18", "mobilenet"]
 
+
 def photo_zip(out: Path, size: tuple[int, int]) -> Path:
     """Two classes of three flat photographs of ``size`` (width, height)."""
     with zipfile.ZipFile(out, "w") as zf:
