@@ -86,9 +86,10 @@ class IndexSpy:
         self.means = means
         self.read: list[int] = []
 
-    def __getitem__(self, k: int) -> torch.Tensor:
+    def __getitem__(self, index: int | tuple) -> torch.Tensor:
+        k = index[0] if isinstance(index, tuple) else index  # means[k] or means[k, :, :D_k]
         self.read.append(k if k >= 0 else len(self.means) + k)
-        return self.means[k]
+        return self.means[index]
 
 
 def test_vr_inner_steps_use_each_members_own_class_means(ensemble, sample_set) -> None:
