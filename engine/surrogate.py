@@ -55,12 +55,13 @@ def train_surrogate(
     archs = cfg.archs
     checkpoints: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
+
+    def keep(model: nn.Module, step: int, epoch: int) -> None:
+        checkpoints.append(models.save_checkpoint(cast(models.Net, model), step=step, epoch=epoch))
+
     for run, (arch, k) in enumerate(zip(archs, checkpoint_split(archs, cfg.checkpoints))):
         torch.manual_seed(cfg.seed)
         net = models.build_model(arch, num_classes=num_classes, width=cfg.width)
-
-        def keep(model: nn.Module, step: int, epoch: int) -> None:
-            checkpoints.append(models.save_checkpoint(cast(models.Net, model), step=step, epoch=epoch))
 
         def run_progress(stage: str, done: int, total: int, offset: int = run * per_run) -> None:
             progress(stage, offset + done, len(archs) * per_run)
