@@ -60,6 +60,7 @@ ROWS: dict[str, dict[str, object]] = {
     "sep": dict(PLAIN, method="sep"),
     "default": {},  # the preset as it ships
     "default+class-pattern": dict(class_pattern=4.0),
+    "default+augment": dict(augment=True),  # crop+flip views of x+δ while crafting (expectation over the victims' augmentation)
 }
 SET_OF = {v.name: set_name for set_name, victims in SETS.items() for v in victims}
 
