@@ -31,3 +31,13 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) luma of each pixel (differentiable)."""
     w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
+
+
+def half_resolution(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) averaged over 2x2 blocks and stretched back bilinearly (differentiable).
+
+    What a network that downsamples early, or a victim training at half the size, sees of the
+    image: the view keeps the low frequencies only.
+    """
+    h, w = x.shape[-2:]
+    return F.interpolate(F.avg_pool2d(x, 2, ceil_mode=True), size=(h, w), mode="bilinear", align_corners=False)

@@ -29,8 +29,9 @@ class ProtectConfig:
     augment: bool = False  # crafting sees random crop+flip views of x+δ (survives victim augmentation)
     balance: bool = False  # scale each member's input gradient to mean |g| = 1 before combining them
     gray: float = 0.0  # fraction of member passes that see the gray (luma) view: survives grayscale training
+    lowres: float = 0.0  # fraction of member passes that see x+δ at half resolution: low-frequency δ
     ce_weight: float = 0.0  # FA methods: weight of the targeted cross-entropy term (log-mixed, see attacks.base)
-    class_pattern: float = 0.0  # opt-in, beyond SEP: per-class luma pattern of this amplitude (1/255), inside ε
+    class_pattern: float = 0.0  # opt-in, beyond SEP: per-class tiled colour pattern of this amplitude (1/255), inside ε
     # surrogate
     arch: str = "resnet18"  # a zoo architecture, or several joined by "+" that share the K checkpoints
     width: int = 16  # base channel width (64 = the paper's full-width ResNet18)
@@ -80,8 +81,8 @@ class ProtectConfig:
             raise ValueError("alpha must be > 0 and alpha_final >= 0")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
-        if not 0 <= self.gray <= 1 or self.ce_weight < 0:
-            raise ValueError("gray must be in [0, 1] and ce_weight >= 0")
+        if not (0 <= self.gray <= 1 and 0 <= self.lowres <= 1) or self.ce_weight < 0:
+            raise ValueError("gray and lowres must be in [0, 1] and ce_weight >= 0")
         if not 0 <= self.class_pattern < self.eps:
             raise ValueError(
                 f"class_pattern must be in [0, eps) so that crafting keeps a budget, got {self.class_pattern}"

@@ -50,6 +50,7 @@ def build_attack(nets: list[nn.Module], means: torch.Tensor | None, cfg: Protect
         balance=cfg.balance,
         gray=cfg.gray,
         ce_weight=cfg.ce_weight,
+        lowres=cfg.lowres,
         **extra,
     )
 

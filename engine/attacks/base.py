@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.augment import crop_flip, luma
+from engine.augment import crop_flip, half_resolution, luma
 from engine.batchnorm_folding import freeze
 from engine.device import autocast, memory_format
 
@@ -32,6 +32,9 @@ class Attack:
     largest scale dominate the sign of the mean.
     ``gray``: the fraction of member passes (drawn per image) that see the gray (luma) version of
     x+δ, so that δ also carries its effect in luminance and survives grayscale training.
+    ``lowres``: the fraction of member passes (drawn per image) that see x+δ at half resolution
+    (2x2 averaged, stretched back), so that δ also has low-frequency energy: what networks that
+    downsample early (MobileNetV2's stride-2 stem) and re-compression keep.
     ``ce_weight``: feature-alignment losses add this weight times the targeted cross-entropy
     (both terms as logarithms, so neither one's scale decides the mix; see ``FeatureAlignment``).
     """
@@ -49,6 +52,7 @@ class Attack:
         balance: bool = False,
         gray: float = 0.0,
         ce_weight: float = 0.0,
+        lowres: float = 0.0,
     ) -> None:
         # members and their inputs in the device's memory format (engine.device's speed settings)
         self.nets = [freeze(n, device) for n in nets]
@@ -63,6 +67,7 @@ class Attack:
         self.balance = balance
         self.gray = gray
         self.ce_weight = ce_weight
+        self.lowres = lowres
         self.generator: torch.Generator | None = None  # set per batch by __call__ (seeded draws)
         # called with the number of finished outer steps: progress (and cancellation) within a batch
         self.on_step: Callable[[int], None] = _ignore
@@ -92,6 +97,9 @@ class Attack:
         if self.gray > 0:
             pick = torch.rand(len(x), generator=self.generator) < self.gray
             view = torch.where(pick.to(x.device).view(-1, 1, 1, 1), luma(view).expand_as(view), view)
+        if self.lowres > 0:
+            pick = torch.rand(len(x), generator=self.generator) < self.lowres
+            view = torch.where(pick.to(x.device).view(-1, 1, 1, 1), half_resolution(view), view)
         with autocast(self.device):
             loss = self.member_loss(k, view.contiguous(memory_format=self.memory_format), targets)
         grad = torch.autograd.grad(loss, x)[0].float().contiguous()

@@ -218,6 +218,19 @@ def test_gray_views_put_delta_into_luminance(ensemble) -> None:
     assert not torch.equal(colour[:, 0], colour[:, 1])
 
 
+def test_half_resolution_views_make_delta_constant_over_2x2_blocks(ensemble) -> None:
+    """Every pass on the half-resolution view: the gradient reaches the four pixels of a 2x2 block
+    through their average, so each step moves them together and δ has no detail finer than 2 px."""
+    images = torch.full((16, 3, 32, 32), 128, dtype=torch.uint8)
+    images += torch.randint(0, 40, images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    labels = torch.arange(16) % 10
+    low = run("sep-fa", ensemble, images, labels, lowres=1.0).float()
+    blocks = low.unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)  # (N, 3, 16, 16, 4)
+    assert torch.equal(blocks, blocks[..., :1].expand_as(blocks)) and low.abs().max() > 0
+    full = run("sep-fa", ensemble, images, labels).float().unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)
+    assert not torch.equal(full, full[..., :1].expand_as(full))
+
+
 def test_cross_entropy_term_pulls_the_prediction_towards_the_target(ensemble, sample_set) -> None:
     images, labels = sample_set[0][:32], sample_set[1][:32]
     nets, _ = ensemble
@@ -250,14 +263,18 @@ def test_class_pattern_is_shared_by_a_class_and_stays_within_eps(method, ensembl
     assert 3 < along < 5
 
 
-def test_class_patterns_are_luma_blocks_one_per_class() -> None:
+def test_class_patterns_are_colour_tiles_repeated_one_per_class() -> None:
     p = class_patterns(10, 32, 4.0, seed=0)
-    assert p.shape == (10, 1, 32, 32) and torch.allclose(p.abs(), torch.full_like(p, 4 / 255))
-    assert torch.equal(p[:, :, :4, :4], p[:, :, :1, :1].expand(-1, -1, 4, 4))  # 4-pixel blocks at R = 32
-    assert len({tuple(q.flatten().sign().tolist()) for q in p}) == 10
+    assert p.shape == (10, 3, 32, 32) and torch.allclose(p.abs(), torch.full_like(p, 4 / 255))
+    # a 4-pixel tile at R = 32, the same wherever it is cut from the image
+    assert torch.equal(p[..., 4:8, 12:16], p[..., :4, :4])
+    assert torch.equal(p[..., 5:29, 2:26], p[..., 1:25, 2:26])  # shifted by a whole tile: unchanged
+    assert not torch.equal(p[:, 0], p[:, 1])  # colour: the channels differ
+    assert len({tuple(q[..., :4, :4].flatten().sign().tolist()) for q in p}) == 10
     assert torch.equal(p, class_patterns(10, 32, 4.0, seed=0)) and not torch.equal(
         p, class_patterns(10, 32, 4.0, seed=1)
     )
+    assert class_patterns(3, 30, 2.0, seed=0, tile=8).shape == (3, 3, 30, 30)  # R not a multiple of the tile
 
 
 class FormatSpy(SEPFA):

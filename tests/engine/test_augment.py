@@ -1,11 +1,11 @@
-"""Batched augmentation: random crop after padding plus flip, and the luma view."""
+"""Batched augmentation: random crop after padding plus flip, the luma and half-resolution views."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine.augment import LUMA, crop_flip, luma
+from engine.augment import LUMA, crop_flip, half_resolution, luma
 
 
 def views_of(image: torch.Tensor, pad: int) -> list[torch.Tensor]:
@@ -69,3 +69,14 @@ def test_luma_is_differentiable() -> None:
     luma(x).sum().backward()
     assert x.grad is not None
     torch.testing.assert_close(x.grad[0, :, 0, 0], torch.tensor(LUMA))
+
+
+def test_half_resolution_removes_the_finest_detail_and_keeps_flat_areas() -> None:
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2  # period 2: the finest detail
+    x = torch.stack([checker.float(), torch.full((8, 8), 0.25), checker.float() * 0 + 0.75])[None]
+    y = half_resolution(x)
+    assert y.shape == x.shape
+    assert torch.allclose(y[0, 0], torch.full((8, 8), 0.5)) and torch.allclose(y[0, 1:], x[0, 1:])
+    odd = torch.rand(2, 3, 7, 9, requires_grad=True)  # sizes that are not even keep their shape
+    half_resolution(odd).sum().backward()
+    assert odd.grad is not None and odd.grad.shape == odd.shape
