@@ -51,7 +51,7 @@ from engine.resolution import resolve_resolution
 from engine.victim_catalogue import HELD_OUT, SETS, TUNING
 
 # the paper's methods as published: none of this project's additions
-PLAIN = dict(balance=False, gray=0.0, ce_weight=0.0, class_pattern=0.0, augment=False)
+PLAIN = dict(balance=False, gray=0.0, ce_weight=0.0, class_pattern=0.0, augment=False, lowres=0.0)
 ROWS: dict[str, dict[str, object]] = {
     "random": dict(PLAIN, method="random"),
     "single-fa": dict(PLAIN, method="single-fa"),

@@ -13,7 +13,7 @@ def test_presets_trade_time_for_strength() -> None:
     for field in ("width", "epochs", "checkpoints", "steps"):
         assert getattr(fast, field) < getattr(balanced, field) < getattr(paper, field), field
     assert balanced.method == "sep-fa" and paper.method == "sep-fa-vr"  # the product is SEP-FA; paper is the paper's
-    assert balanced.balance and balanced.gray == 0.5 and balanced.ce_weight == 4.0
+    assert balanced.balance and balanced.gray == 0.5 and balanced.ce_weight == 4.0 and balanced.augment
     assert not fast.balance and not paper.balance
     assert paper.width == 64 and paper.shard_size == 5000  # the full-width reference settings
     assert preset() == balanced  # balanced is the default
