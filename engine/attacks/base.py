@@ -90,16 +90,21 @@ class Attack:
     def member_loss(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def some_images(
+        self, view: torch.Tensor, fraction: float, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """``view`` with ``transform`` applied to a seeded random ``fraction`` of its images."""
+        if fraction <= 0:
+            return view
+        pick = torch.rand(len(view), generator=self.generator) < fraction
+        return torch.where(pick.to(view.device).view(-1, 1, 1, 1), transform(view), view)
+
     def member_grad(self, k: int, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Gradient of member k's loss w.r.t. the input only (one forward + backward pass)."""
         x = x.detach().requires_grad_(True)
         view = crop_flip(x, generator=self.generator) if self.augment else x
-        if self.gray > 0:
-            pick = torch.rand(len(x), generator=self.generator) < self.gray
-            view = torch.where(pick.to(x.device).view(-1, 1, 1, 1), luma(view).expand_as(view), view)
-        if self.lowres > 0:
-            pick = torch.rand(len(x), generator=self.generator) < self.lowres
-            view = torch.where(pick.to(x.device).view(-1, 1, 1, 1), half_resolution(view), view)
+        view = self.some_images(view, self.gray, lambda v: luma(v).expand_as(v))
+        view = self.some_images(view, self.lowres, half_resolution)
         with autocast(self.device):
             loss = self.member_loss(k, view.contiguous(memory_format=self.memory_format), targets)
         grad = torch.autograd.grad(loss, x)[0].float().contiguous()
