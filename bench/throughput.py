@@ -20,6 +20,7 @@ each case is kept, so that the ratios are fair on a shared machine.
 
     python -m bench.throughput                      # CPU: K=8, width 16, batch 128
     python -m bench.throughput --compile            # also torch.compile'd members
+    python -m bench.throughput --bf16               # also bf16 on a CPU that emulates it
     python -m bench.throughput --profile            # torch profiler of crafting -> profile.md
     python -m bench.throughput --width 64 --batch 1024   # the GPU defaults on CUDA
 """
@@ -215,6 +216,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile'd members")
+    ap.add_argument("--bf16", action="store_true", help="also measure bf16 where the CPU only emulates it")
     ap.add_argument("--profile", action="store_true", help="only profile crafting (writes profile.md)")
     ap.add_argument("--name", default="")
     args = ap.parse_args()
@@ -229,7 +231,7 @@ def main() -> None:
 
     default = dev.settings(device)
     engine_setting = {"autocast": default.autocast, "channels_last": default.channels_last, "fold_bn": default.fold_bn}
-    bf16_ok = cuda or dev.cpu_has_bf16()
+    bf16_ok = cuda or dev.cpu_has_bf16() or args.bf16
     combos = [
         {"autocast": None, "channels_last": False, "fold_bn": False},
         {"autocast": None, "channels_last": True, "fold_bn": False},

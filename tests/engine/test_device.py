@@ -53,6 +53,19 @@ def test_cpu_default_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPat
     assert dev.default_settings(CPU).autocast == (torch.bfloat16 if native else None)
 
 
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, True),  # Zen 4, Cooper Lake
+        ({"avx512f", "amx_tile", "amx_bf16"}, True),  # Sapphire Rapids
+        ({"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bitalg"}, False),  # Ice Lake: emulated
+        ({"avx2", "fma"}, False),
+    ],
+)
+def test_native_bf16_needs_a_bf16_unit(flags: set[str], native: bool) -> None:
+    assert dev.native_bf16(flags) is native
+
+
 def test_defaults_follow_the_hardware() -> None:
     s = dev.default_settings(CPU)
     assert s.channels_last and s.fold_bn
