@@ -66,8 +66,8 @@ def cpu_has_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32.
 
     oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) also says yes on AVX-512
-    CPUs without a bf16 unit (an Ice Lake Xeon), where it emulates bf16: there a ResNet18 forward
-    and backward ran 1.2-1.5x slower in bf16 than in fp32. So the CPU's flags decide where the
+    CPUs without a bf16 unit (an Ice Lake Xeon), where it emulates bf16: there crafting and training
+    ran at half their fp32 rate (bench/results/throughput-icelake-emulated-bf16.md). So the CPU's flags decide where the
     kernel lists them; oneDNN's check only where it does not (not Linux).
     """
     cpuinfo = Path("/proc/cpuinfo")
