@@ -8,19 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.device import cpuinfo
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(os.environ.get("SEPGUARD_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-
-
-def cpuinfo(field: str) -> str | None:
-    """The first value of ``field`` in /proc/cpuinfo (Linux), or None."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(field):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def cpu_model() -> str:

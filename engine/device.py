@@ -56,6 +56,17 @@ class SpeedSettings:
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo names
 
 
+def cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in /proc/cpuinfo (Linux), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def native_bf16(flags: set[str]) -> bool:
     """Whether CPU feature ``flags`` include a native bf16 unit (AVX512-BF16 or AMX)."""
     return bool(flags & NATIVE_BF16_FLAGS)
@@ -67,14 +78,12 @@ def cpu_has_bf16() -> bool:
 
     oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) also says yes on AVX-512
     CPUs without a bf16 unit (an Ice Lake Xeon), where it emulates bf16: there crafting and training
-    ran at half their fp32 rate (bench/results/throughput-icelake-emulated-bf16.md). So the CPU's flags decide where the
-    kernel lists them; oneDNN's check only where it does not (not Linux).
+    ran at half their fp32 rate (bench/results/throughput-icelake-emulated-bf16.md). So the CPU's
+    flags decide where the kernel lists them; oneDNN's check only where it does not (not Linux).
     """
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return native_bf16(set(line.partition(":")[2].split()))
+    flags = cpuinfo("flags")
+    if flags is not None:
+        return native_bf16(set(flags.split()))
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
