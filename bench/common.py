@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.device import cpuinfo
+from engine.device import cpu_flags, cpuinfo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(os.environ.get("SEPGUARD_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -21,10 +21,9 @@ def cpu_model() -> str:
 def cpu_simd() -> str:
     """The widest vector extension of the CPU that matters for torch's kernels: two CPUs sold
     under the same model name can differ (AVX2 only vs AVX-512 with native bf16)."""
-    flags = cpuinfo("flags")
-    if flags is None:
+    present = cpu_flags()
+    if present is None:
         return "unknown"
-    present = set(flags.split())
     for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512 + BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
         if flag in present:
             return name

@@ -67,6 +67,12 @@ def cpuinfo(field: str) -> str | None:
     return None
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where the kernel lists none."""
+    flags = cpuinfo("flags")
+    return None if flags is None else set(flags.split())
+
+
 def native_bf16(flags: set[str]) -> bool:
     """Whether CPU feature ``flags`` include a native bf16 unit (AVX512-BF16 or AMX)."""
     return bool(flags & NATIVE_BF16_FLAGS)
@@ -81,9 +87,9 @@ def cpu_has_bf16() -> bool:
     ran at half their fp32 rate (bench/results/throughput-icelake-emulated-bf16.md). So the CPU's
     flags decide where the kernel lists them; oneDNN's check only where it does not (not Linux).
     """
-    flags = cpuinfo("flags")
+    flags = cpu_flags()
     if flags is not None:
-        return native_bf16(set(flags.split()))
+        return native_bf16(flags)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
