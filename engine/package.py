@@ -3,8 +3,11 @@
 The perturbation is crafted at a small working resolution R; here it is resized to each
 image's own size and added in 8-bit, with the l-inf bound enforced after rounding, so
 |protected - original| <= eps holds for every channel of every pixel of a lossless output.
-Images are processed one at a time and the zip is written to a temporary file that is
-renamed into place at the end: a crash never leaves a half-written result behind. What goes
+Images are protected by a few threads at once (Pillow and numpy release the GIL while they
+resize, encode and compare), with the pixels in flight bounded so that memory stays a few
+full-size buffers however large the photos; the zip receives them in entry order and is written
+to a temporary file that is renamed into place at the end: a crash never leaves a half-written
+result behind. What goes
 into manifest.json and report.json is engine.manifest's.
 
 Torch-free: deltas arrive as numpy arrays.
@@ -15,9 +18,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -34,6 +42,12 @@ _STORED_FORMATS = ("PNG", "JPEG", "WEBP")  # already compressed: deflating them 
 # Rows of an image handled at once: the full-size buffers of one image are its pixels and the
 # protected copy; the resized perturbation and the 16-bit sums exist one strip at a time.
 STRIP_ROWS = 256
+# Pixels of the images being protected at once: a few 12-megapixel photos' worth of buffers.
+# A larger photo still goes through, alone.
+PIXELS_IN_FLIGHT = 12_000_000
+MAX_THREADS = 4
+
+T = TypeVar("T")
 
 
 # How δ (R x R) is stretched to a photo. Both keep the ℓ∞ bound: bilinear weights are
@@ -212,19 +226,56 @@ def write_protected_zip(
     report_fn = progress or no_progress
     outputs = plan_output_paths(entries, fmt_choice)
     manifest: list[dict[str, Any]] = []
-    with atomic_path(Path(out_zip)) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+
+    def protect_one(i: int) -> tuple[bytes, str, tuple[int, int], dict[str, Any]]:
+        entry, out_path = entries[i], outputs[i]
+        original = load_image(index.root / entry.path, name=entry.path)
+        fmt = output_format_for(entry.format, fmt_choice)
+        data, saved_rgb = encode_protected(original, delta[i], eps_value, fmt, quality, out_path, upsample)
+        return data, fmt, (original.width, original.height), measure_distortion(original, saved_rgb)
+
+    jobs = ((e.width * e.height, partial(protect_one, i)) for i, e in enumerate(entries))
+    threads = package_threads()
+    with (
+        atomic_path(Path(out_zip)) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        ThreadPoolExecutor(threads, thread_name_prefix="package") as pool,
+    ):
         report_fn("package", 0, n)
-        for i, (entry, out_path) in enumerate(zip(entries, outputs)):
-            original = load_image(index.root / entry.path, name=entry.path)
-            fmt = output_format_for(entry.format, fmt_choice)
-            data, saved_rgb = encode_protected(original, delta[i], eps_value, fmt, quality, out_path, upsample)
+        results = in_order(pool, jobs, PIXELS_IN_FLIGHT, window=2 * threads)
+        for i, (entry, out_path, (data, fmt, size, measured)) in enumerate(zip(entries, outputs, results)):
             compress = zipfile.ZIP_STORED if fmt in _STORED_FORMATS else zipfile.ZIP_DEFLATED
             zf.writestr(out_path, data, compress_type=compress)
             target = None if targets is None else index.classes[int(targets[i])]
-            measured = measure_distortion(original, saved_rgb)
-            manifest.append(manifest_row(entry, out_path, fmt, (original.width, original.height), measured, target))
+            manifest.append(manifest_row(entry, out_path, fmt, size, measured, target))
             report_fn("package", i + 1, n)
         zf.writestr("manifest.json", json.dumps(manifest, indent=1))
         full_report = complete_report(report or {}, manifest, fmt_choice, quality, eps_value)
         zf.writestr("report.json", json.dumps(full_report, indent=1))
     return manifest
+
+
+def package_threads() -> int:
+    """Threads that protect images at once: the CPUs this process may use, at most ``MAX_THREADS``."""
+    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))
+
+
+def in_order(
+    pool: ThreadPoolExecutor, jobs: Iterable[tuple[int, Callable[[], T]]], budget: int, window: int
+) -> Iterator[T]:
+    """Results of ``jobs`` ((cost, call) pairs) run on ``pool``, yielded in the order given.
+
+    At most ``window`` jobs are in flight, and their costs sum to at most ``budget`` unless a
+    single job costs more (it then runs alone): results are consumed before more is started.
+    """
+    pending: deque[tuple[int, Future[T]]] = deque()
+    in_flight = 0
+    for cost, call in jobs:
+        while pending and (len(pending) >= window or in_flight + cost > budget):
+            done_cost, future = pending.popleft()
+            in_flight -= done_cost
+            yield future.result()
+        pending.append((cost, pool.submit(call)))
+        in_flight += cost
+    while pending:
+        yield pending.popleft()[1].result()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,10 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from engine import package
 from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, open_dataset
 from engine.images import load_image, save_image
-from engine.package import apply_delta, plan_output_paths, resize_delta, resize_delta_rows, write_protected_zip
+from engine.package import (
+    apply_delta,
+    in_order,
+    plan_output_paths,
+    resize_delta,
+    resize_delta_rows,
+    write_protected_zip,
+)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 R = 32
@@ -248,6 +257,56 @@ def test_failure_leaves_no_partial_zip(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 (whichever error the missing file raises)
         write_protected_zip(index, random_delta(np.random.default_rng(4), len(index.entries), 8), out, 8)
     assert list(out.parent.iterdir()) == []
+
+
+def test_zip_is_the_same_with_one_thread_or_several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = _mixed_dataset(tmp_path)
+    delta = random_delta(np.random.default_rng(5), len(index.entries), 8)
+    contents = []
+    for threads in (1, 4):
+        monkeypatch.setattr(package, "package_threads", lambda threads=threads: threads)
+        out = tmp_path / f"t{threads}.zip"
+        write_protected_zip(index, delta, out, 8)
+        with zipfile.ZipFile(out) as zf:
+            contents.append([(info.filename, zf.read(info)) for info in zf.infolist()])
+    assert contents[0] == contents[1]  # same files, same bytes, same order
+
+
+def test_in_order_keeps_order_and_bounds_what_is_in_flight() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Lock
+
+    lock = Lock()
+    running: list[int] = []  # costs of the jobs running now
+    peaks: list[tuple[int, int]] = []  # (jobs, cost) in flight, seen by each job
+
+    def job(k: int, cost: int) -> int:
+        with lock:
+            running.append(cost)
+            peaks.append((len(running), sum(running)))
+        time.sleep(0.01)
+        with lock:
+            running.remove(cost)
+        return k
+
+    costs = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 20, 1, 1]  # 20: more than the budget, so it runs alone
+    jobs = [(c, lambda k=k, c=c: job(k, c)) for k, c in enumerate(costs)]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(in_order(pool, jobs, budget=10, window=3)) == list(range(len(costs)))
+    assert max(n for n, _ in peaks) <= 3
+    assert all(total <= 10 or n == 1 for n, total in peaks)
+    assert max(n for n, _ in peaks) > 1  # it did run jobs side by side
+
+
+def test_in_order_passes_a_job_error_on() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fail() -> int:
+        raise OSError("unreadable image")
+
+    jobs = [(1, lambda: 1), (1, fail), (1, lambda: 3)]
+    with ThreadPoolExecutor(2) as pool, pytest.raises(OSError, match="unreadable"):
+        list(in_order(pool, jobs, budget=10, window=2))
 
 
 def test_delta_shape_checked(samples: DatasetIndex, tmp_path: Path) -> None:
