@@ -208,12 +208,14 @@ def write_protected_zip(
     report: dict[str, Any] | None = None,
     targets: np.ndarray | None = None,
     progress: Progress | None = None,
+    threads: int = 0,
 ) -> list[dict[str, Any]]:
     """Write every protected image, ``manifest.json`` and ``report.json`` into ``out_zip``.
 
     ``eps`` is in /255 units (or a ProtectConfig, whose eps, output_format, jpeg_quality and
     upsample are then used). ``delta`` is (N,3,R,R) in fractions of full scale,
-    in the order of ``index.entries``; ``targets`` (N,) are target label indices.
+    in the order of ``index.entries``; ``targets`` (N,) are target label indices; ``threads``
+    protect images at once (0: ``package_threads()``), which never changes what is written.
     Returns the manifest (one dict per image).
     """
     eps_value, fmt_choice, quality, upsample = _settings(eps, output_format, jpeg_quality)
@@ -235,7 +237,7 @@ def write_protected_zip(
         return data, fmt, (original.width, original.height), measure_distortion(original, saved_rgb)
 
     jobs = ((e.width * e.height, partial(protect_one, i)) for i, e in enumerate(entries))
-    threads = package_threads()
+    threads = threads or package_threads()
     with (
         atomic_path(Path(out_zip)) as tmp,
         zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf,

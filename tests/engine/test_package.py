@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine import package
 from engine.config import ProtectConfig
 from engine.dataset import DatasetIndex, open_dataset
 from engine.images import load_image, save_image
@@ -259,14 +258,13 @@ def test_failure_leaves_no_partial_zip(tmp_path: Path) -> None:
     assert list(out.parent.iterdir()) == []
 
 
-def test_zip_is_the_same_with_one_thread_or_several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_is_the_same_with_one_thread_or_several(tmp_path: Path) -> None:
     index = _mixed_dataset(tmp_path)
     delta = random_delta(np.random.default_rng(5), len(index.entries), 8)
     contents = []
     for threads in (1, 4):
-        monkeypatch.setattr(package, "package_threads", lambda threads=threads: threads)
         out = tmp_path / f"t{threads}.zip"
-        write_protected_zip(index, delta, out, 8)
+        write_protected_zip(index, delta, out, 8, threads=threads)
         with zipfile.ZipFile(out) as zf:
             contents.append([(info.filename, zf.read(info)) for info in zf.infolist()])
     assert contents[0] == contents[1]  # same files, same bytes, same order
