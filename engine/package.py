@@ -7,8 +7,7 @@ Images are protected by a few threads at once (Pillow and numpy release the GIL 
 resize, encode and compare), with the pixels in flight bounded so that memory stays a few
 full-size buffers however large the photos; the zip receives them in entry order and is written
 to a temporary file that is renamed into place at the end: a crash never leaves a half-written
-result behind. What goes
-into manifest.json and report.json is engine.manifest's.
+result behind. What goes into manifest.json and report.json is engine.manifest's.
 
 Torch-free: deltas arrive as numpy arrays.
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from engine.config import ProtectConfig
+from engine.cpus import cpu_count
 from engine.dataset import DatasetIndex, ImageEntry
 from engine.images import LOSSY_FORMATS, OUTPUT_FORMATS, LoadedImage, load_image, save_image
 from engine.job_dir import atomic_path
@@ -258,8 +257,9 @@ def write_protected_zip(
 
 
 def package_threads() -> int:
-    """Threads that protect images at once: the CPUs this process may use, at most ``MAX_THREADS``."""
-    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))
+    """Threads that protect images at once when the caller does not say (the CLI, the benchmarks):
+    the cores this process may use, at most ``MAX_THREADS``. A worker's task passes its own share."""
+    return min(MAX_THREADS, cpu_count())
 
 
 def in_order(

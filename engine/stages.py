@@ -231,9 +231,14 @@ def apply_delta_working(images: torch.Tensor, delta: torch.Tensor, eps: float) -
 
 
 def package(
-    job: JobDir, cfg: ProtectConfig, report: dict[str, Any] | None = None, progress: Progress = no_progress
+    job: JobDir,
+    cfg: ProtectConfig,
+    report: dict[str, Any] | None = None,
+    progress: Progress = no_progress,
+    threads: int = 0,
 ) -> Path:
-    """Write ``protected.zip`` (images at their original paths and sizes, manifest, report) and previews."""
+    """Write ``protected.zip`` (images at their original paths and sizes, manifest, report) and
+    previews; ``threads`` protect images at once (0: every core this process may use, up to 4)."""
     out = job.result
     if out.exists():
         return out
@@ -253,5 +258,6 @@ def package(
             report=build_report(job, cfg, report),
             targets=targets,
             progress=progress,
+            threads=threads,
         )
     return out

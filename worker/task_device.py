@@ -4,10 +4,10 @@ Several task processes share a machine: each gets its share of the cores
 (``SEPGUARD_TORCH_THREADS``, else cores / worker concurrency), so they do not oversubscribe.
 """
 
-import os
 from typing import TYPE_CHECKING
 
 from app.core.config import get_settings
+from engine.cpus import cpu_count
 
 if TYPE_CHECKING:
     import torch
@@ -25,19 +25,16 @@ def set_worker_concurrency(concurrency: int | None) -> None:
         _worker_concurrency = max(1, int(concurrency))
 
 
-def cpu_count() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def torch_threads(configured: int | None = None) -> int:
     """Threads per task process."""
     if configured:
         return configured
     return max(1, cpu_count() // _worker_concurrency)
+
+
+def task_threads() -> int:
+    """This task process's share of the cores: torch's threads, and packaging's."""
+    return torch_threads(get_settings().torch_threads)
 
 
 def task_device() -> "torch.device":
@@ -50,6 +47,6 @@ def task_device() -> "torch.device":
     from engine.device import pick_device
 
     if not _configured:
-        torch.set_num_threads(torch_threads(get_settings().torch_threads))
+        torch.set_num_threads(task_threads())
         _configured = True
     return pick_device()

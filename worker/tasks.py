@@ -14,7 +14,7 @@ from app.jobs.plan import TASK_NAMES
 from app.jobs.task_queue import celery_app
 from worker import runner
 from worker.runner import StageContext
-from worker.task_device import task_device
+from worker.task_device import task_device, task_threads
 
 # The API may send the first task a moment before its transaction that created the job commits.
 MISSING_JOB_RETRIES = 10
@@ -99,7 +99,7 @@ def package_task(job_id: str) -> str:
         from engine import stages  # torch loads in the task process, not at worker start-up
 
         report = {"job": {"id": ctx.job_id, "preset": ctx.params.get("preset")}}
-        stages.package(ctx.dir, ctx.cfg, report, ctx.progress)
+        stages.package(ctx.dir, ctx.cfg, report, ctx.progress, threads=task_threads())
 
     return runner.run_stage(job_id, "package", work)
 

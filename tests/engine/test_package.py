@@ -6,7 +6,9 @@ import io
 import json
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Lock
 
 import numpy as np
 import pytest
@@ -271,9 +273,6 @@ def test_zip_is_the_same_with_one_thread_or_several(tmp_path: Path) -> None:
 
 
 def test_in_order_keeps_order_and_bounds_what_is_in_flight() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-    from threading import Lock
-
     lock = Lock()
     running: list[int] = []  # costs of the jobs running now
     peaks: list[tuple[int, int]] = []  # (jobs, cost) in flight, seen by each job
@@ -297,8 +296,6 @@ def test_in_order_keeps_order_and_bounds_what_is_in_flight() -> None:
 
 
 def test_in_order_passes_a_job_error_on() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     def fail() -> int:
         raise OSError("unreadable image")
 

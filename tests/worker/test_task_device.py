@@ -26,3 +26,8 @@ def test_forked_task_processes_inherit_the_worker_concurrency(eight_cores: None)
     task_device.set_worker_concurrency(4)  # what the worker does before forking its task processes
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(task_device.torch_threads) == 2
+
+
+def test_packaging_threads_are_the_task_share(eight_cores: None) -> None:
+    task_device.set_worker_concurrency(4)
+    assert task_device.task_threads() == 2  # what package_task passes to stages.package
